@@ -1,0 +1,31 @@
+# `make run`: create .venv, install, run the embedded default (GReLU then ReLU on a small Ackley problem).
+# `make test`: the test suite (installs first if needed).
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# The torch/torchvision builds that resolve offline on the project's x86_64 machines; override freely.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+PYTEST_ARGS ?=
+
+.PHONY: setup run test test-fast clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	if [ "$$(uname -m)" = "x86_64" ]; then $(PY) -m pip install -q $(TORCH_SPEC); fi
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+run: setup
+	$(VENV)/bin/grelu-train
+	$(VENV)/bin/grelu-train model=relu
+
+test: setup
+	WANDB_MODE=offline $(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
+
+test-fast: setup
+	WANDB_MODE=offline $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+clean:
+	rm -rf runs outputs multirun .pytest_cache

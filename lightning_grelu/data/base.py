@@ -1,0 +1,106 @@
+"""Shared base of the suite's DataModules: whole splits held as tensors (on the training device
+when they fit), standardization fitted on the train split only, index-carrying batches.
+
+A dataset subclass implements :meth:`load` and returns raw CPU tensors per split; nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+
+from lightning_grelu.data.batches import TensorBatches
+
+
+@dataclass
+class Split:
+    x: torch.Tensor  # (n, d_in) float
+    y: torch.Tensor  # (n, d_out) float
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def to(self, device) -> "Split":
+        return Split(self.x.to(device, non_blocking=True), self.y.to(device, non_blocking=True))
+
+
+class DataError(ValueError):
+    """A data file or data setting is unusable; the message names it and says what to do."""
+
+
+class TensorDataModule(L.LightningDataModule):
+    def __init__(self, batch_size: int | None = None, shuffle: bool = True, seed: int = 0,
+                 standardize_x: bool = False, standardize_y: bool = False, on_device: bool = True):
+        super().__init__()
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise DataError(f"data.batch_size must be an integer >= 1 or null (full batch), got {batch_size!r}")
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.standardize_x, self.standardize_y, self.on_device = standardize_x, standardize_y, on_device
+        self.splits: dict[str, Split] = {}
+
+    # -- what a dataset implements -------------------------------------------------------------
+    def load(self) -> dict[str, Split]:
+        """Return {'train': Split, optionally 'val' and 'test'} as float CPU tensors."""
+        raise NotImplementedError
+
+    @property
+    def augmented(self) -> bool:
+        """True when training inputs change from epoch to epoch (gates must then be recomputed)."""
+        return False
+
+    # -- shared machinery ----------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        splits = self.load()
+        train = splits["train"]
+        if self.standardize_x:
+            mu, sd = train.x.mean(0), train.x.std(0).clamp_min(1e-12)
+            splits = {k: Split((s.x - mu) / sd, s.y) for k, s in splits.items()}
+        if self.standardize_y:
+            mu, sd = train.y.mean(0), train.y.std(0).clamp_min(1e-12)
+            splits = {k: Split(s.x, (s.y - mu) / sd) for k, s in splits.items()}
+        self.splits = splits
+
+    @property
+    def d_in(self) -> int:
+        return self.splits["train"].x.shape[1]
+
+    @property
+    def d_out(self) -> int:
+        return self.splits["train"].y.shape[1]
+
+    def _device(self) -> torch.device:
+        if self.on_device and self.trainer is not None:
+            return self.trainer.strategy.root_device
+        return torch.device("cpu")
+
+    def split(self, name: str) -> Split:
+        """A split, moved (once) to the training device."""
+        s = self.splits[name]
+        dev = self._device()
+        if s.x.device != dev:
+            s = self.splits[name] = s.to(dev)
+        return s
+
+    def train_inputs(self) -> torch.Tensor:
+        """The fixed (unaugmented) training inputs, row i = sample index i."""
+        return self.split("train").x
+
+    def _batches(self, name: str, shuffle: bool) -> TensorBatches:
+        s = self.split(name)
+        t = self.trainer
+        return TensorBatches(s.x, s.y, self.batch_size, shuffle=shuffle, seed=self.seed,
+                             rank=t.global_rank if t else 0, world_size=t.world_size if t else 1,
+                             epoch=(lambda: t.current_epoch) if t else (lambda: 0))
+
+    def train_dataloader(self):
+        return self._batches("train", self.shuffle)
+
+    def val_dataloader(self):
+        return self._batches("val", False) if "val" in self.splits else []
+
+    def test_dataloader(self):
+        return self._batches("test", False) if "test" in self.splits else []

@@ -1,0 +1,39 @@
+"""Batches drawn by index from tensors that already sit on the training device.
+
+No DataLoader workers and no per-sample Python: each step is one gather. Every batch is
+(x, y, index), where ``index`` is the sample's row in its split, so that fixed GReLU gates can be
+cached per sample. Under DDP the global batch is split across ranks (rank r takes rows r::world of
+each global batch), so the number of steps and the data seen per step do not depend on the
+number of devices.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+
+class TensorBatches:
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int | None, *, shuffle: bool, seed: int = 0,
+                 rank: int = 0, world_size: int = 1, epoch: Callable[[], int] = lambda: 0):
+        self.x, self.y = x, y
+        self.n = x.shape[0]
+        self.batch_size = self.n if batch_size is None else min(int(batch_size), self.n)
+        self.shuffle, self.seed = shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = epoch  # read at each pass, so a resumed run draws the same permutation
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+    def __iter__(self):
+        if self.shuffle and self.batch_size < self.n:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + int(self.epoch()))
+            order = torch.randperm(self.n, generator=gen).to(self.x.device)
+        else:
+            order = torch.arange(self.n, device=self.x.device)
+        for start in range(0, self.n, self.batch_size):
+            idx = order[start:start + self.batch_size][self.rank::self.world_size]
+            yield self.x[idx], self.y[idx], idx

@@ -1,0 +1,46 @@
+"""Logger construction. W&B's mode comes from the environment: WANDB_MODE if set; otherwise online
+when an API key is configured, else offline (sync later with ``wandb sync <run_dir>/wandb/offline-run-*``)."""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+
+def _has_wandb_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def wandb_mode() -> str:
+    return os.environ.get("WANDB_MODE") or ("online" if _has_wandb_key() else "offline")
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
+    loggers = []
+    for name, lcfg in (cfg.get("logger") or {}).items():
+        if lcfg is None:
+            continue
+        if "Wandb" in str(lcfg.get("_target_", "")):
+            os.environ.setdefault("WANDB_MODE", wandb_mode())
+            (run_dir / "wandb").mkdir(parents=True, exist_ok=True)
+        loggers.append(instantiate(lcfg))
+    return loggers
+
+
+def finish_wandb(loggers: list, exit_code: int = 0) -> None:
+    """Always close the W&B run, also on error, so an offline run directory is complete and syncable."""
+    if not any(type(lg).__name__ == "WandbLogger" for lg in loggers):
+        return
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish(exit_code=exit_code)

@@ -1,0 +1,97 @@
+"""The base LightningModule: squared loss as the paper defines it, metrics, and the optimizer.
+
+Loss (the paper's "MSE", eq. 2) is the SUM of squared errors, SSE = 1/2 sum_i ||f(x_i) - y_i||^2.
+Logged per epoch: ``{stage}/sse`` (that sum over the split) and ``{stage}/mse`` = (1/n) sum_i
+||f(x_i) - y_i||^2 (per-sample mean of the squared error norm). Under DDP each rank's loss is scaled
+by the world size, so the averaged gradient is the gradient of the global batch SSE: one step on
+N devices equals one step on one device.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+class RegressionModule(L.LightningModule):
+    def __init__(self, d_in: int, d_out: int, width: int, depth: int, lr: float = 1e-3, optimizer: str = "sgd",
+                 momentum: float = 0.0, weight_decay: float = 0.0, train_io: bool = False, init_seed: int = 0):
+        super().__init__()
+        if not isinstance(width, int) or width < 1:
+            raise ValueError(f"model.width must be an integer >= 1, got {width!r}")
+        if not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"model.depth must be an integer >= 1, got {depth!r}")
+        if not lr > 0:
+            raise ValueError(f"model.lr must be > 0, got {lr!r}")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"model.optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        self.save_hyperparameters()
+        self.net = self.build_net()
+
+    def build_net(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    # The one place a subclass changes the computation: predictions for a batch of a split.
+    def predict_batch(self, x: torch.Tensor, index: torch.Tensor, stage: str) -> torch.Tensor:
+        return self.net(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.predict_batch(x, None, "predict")
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        x, y, index = batch
+        err = self.predict_batch(x, index, stage).float() - y.float()
+        sq = (err * err).sum()
+        sse = 0.5 * sq
+        bs = max(int(x.shape[0]), 1)
+        sync = self.trainer.world_size > 1
+        # epoch totals only: no host sync per step; the cross-rank sum happens once per epoch
+        self.log(f"{stage}/sse", sse, on_step=False, on_epoch=True, reduce_fx="sum", sync_dist=sync,
+                 batch_size=bs)
+        self.log(f"{stage}/n", float(x.shape[0]), on_step=False, on_epoch=True, reduce_fx="sum",
+                 sync_dist=sync, batch_size=bs)
+        self.log(f"{stage}/sq_err", sq, on_step=False, on_epoch=True, reduce_fx="sum", sync_dist=sync,
+                 batch_size=bs)
+        return sse
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train") * self.trainer.world_size
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def _finish_epoch(self, stage: str) -> None:
+        m = self.trainer.callback_metrics
+        if f"{stage}/sq_err" in m:  # per-sample mean from the epoch totals
+            self.log(f"{stage}/mse", m[f"{stage}/sq_err"] / m[f"{stage}/n"].clamp_min(1))
+
+    def on_train_epoch_end(self):
+        self._finish_epoch("train")
+
+    def on_validation_epoch_end(self):
+        self._finish_epoch("val")
+
+    def on_test_epoch_end(self):
+        self._finish_epoch("test")
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]  # frozen C, B, Psi never seen
+        hp = self.hparams
+        if hp.optimizer == "adam":
+            return torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 8192) -> dict[str, float]:
+        """SSE and MSE of the current weights on (x, y), full precision, no logging."""
+        sq = torch.zeros((), dtype=torch.float64, device=x.device)
+        for s in range(0, x.shape[0], batch_size):
+            idx = torch.arange(s, min(s + batch_size, x.shape[0]), device=x.device)
+            err = self.predict_batch(x[idx], idx, "train").double() - y[idx].double()
+            sq += (err * err).sum()
+        return {"sse": 0.5 * float(sq), "mse": float(sq) / max(x.shape[0], 1)}

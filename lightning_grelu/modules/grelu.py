@@ -1,0 +1,59 @@
+"""The GReLU network: activation patterns fixed by a frozen gate path.
+
+On a fixed training set the gates of every training sample are computed once (at the start of
+fit) and kept bit-packed on the device, looked up by the sample index each batch carries; with
+augmentation, or for validation/test samples, they are recomputed. Both give identical gates.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lightning_grelu.modules.base import RegressionModule
+from lightning_grelu.nets import GateCache, GReLUMLP, ReLUMLP
+
+
+class GReLUModule(RegressionModule):
+    def __init__(self, *args, gate_init: str = "independent", relu_checkpoint: str | None = None,
+                 cache_gates: bool = True, **kwargs):
+        if gate_init not in ("independent", "copy", "from_relu"):
+            raise ValueError(f"model.gate_init must be 'independent', 'copy' or 'from_relu', got {gate_init!r}")
+        if gate_init == "from_relu" and not relu_checkpoint:
+            raise ValueError("model.gate_init=from_relu needs model.relu_checkpoint=<path to a ReLU run's .ckpt>")
+        self._gate_init, self._relu_checkpoint = gate_init, relu_checkpoint
+        super().__init__(*args, **kwargs)
+        self.save_hyperparameters()
+        self.cache_gates = cache_gates
+        self.gate_cache: GateCache | None = None
+
+    def build_net(self):
+        hp = self.hparams
+        if self._gate_init == "from_relu":
+            return GReLUMLP.from_relu(load_relu_net(self._relu_checkpoint))
+        return GReLUMLP(hp.d_in, hp.d_out, hp.width, hp.depth, seed=hp.init_seed, train_io=hp.train_io,
+                        gate_init=self._gate_init)
+
+    def on_train_start(self):
+        dm = self.trainer.datamodule
+        if self.cache_gates and dm is not None and not dm.augmented:
+            self.gate_cache = GateCache.build(self.net, dm.train_inputs())
+
+    def predict_batch(self, x, index, stage):
+        if stage == "train" and index is not None and self.gate_cache is not None:
+            return self.net(x, self.gate_cache.lookup(index))
+        return self.net(x)
+
+
+def load_relu_net(path: str) -> ReLUMLP:
+    """The ReLU net inside a ReLU run's Lightning checkpoint."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise ValueError(f"model.relu_checkpoint: no such file {path!r}") from None
+    hp = ckpt.get("hyper_parameters", {})
+    try:
+        net = ReLUMLP(hp["d_in"], hp["d_out"], hp["width"], hp["depth"], train_io=hp.get("train_io", False))
+        net.load_state_dict({k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")})
+    except (KeyError, RuntimeError) as e:
+        raise ValueError(f"model.relu_checkpoint {path!r} does not hold a ReLU run of this suite ({e})") from None
+    return net

@@ -1,0 +1,10 @@
+"""The ReLU baseline."""
+
+from lightning_grelu.modules.base import RegressionModule
+from lightning_grelu.nets import ReLUMLP
+
+
+class ReLUModule(RegressionModule):
+    def build_net(self):
+        hp = self.hparams
+        return ReLUMLP(hp.d_in, hp.d_out, hp.width, hp.depth, seed=hp.init_seed, train_io=hp.train_io)

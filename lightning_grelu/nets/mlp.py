@@ -1,0 +1,123 @@
+"""The paper's fully connected networks (Noy et al., section 2.1), top to bottom.
+
+    ReLU:  h_0 = relu(C x),  h_k = relu(W_k h_{k-1}),            y = B h_L
+    GReLU: h_0 = relu(C x),  h_k = D_k(x) W_k h_{k-1},           y = B h_L
+           with gates D_k(x) = 1[z_k > 0] from a frozen path z_0 = relu(C x), z_k = relu(Psi_k z_{k-1}).
+
+Only W_1..W_L are trained by default; C and B are frozen (``train_io=True`` trains them too);
+Psi is a buffer and is never trained. Note h_0 = D_0 C x = relu(C x): the first gate needs no cache.
+
+Initialization (all independent Gaussians, variances 2/m, 2/m, 2/d_x, 2/d_y). The trained weights
+C, W_1..W_L, B are drawn from one generator seeded with ``seed`` and Psi from a second one, so a
+ReLU and a GReLU net built with the same seed start from identical C, W and B, as in the paper.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+GATE_INITS = ("independent", "copy", "from_relu")
+
+
+def _gaussian(gen: torch.Generator, rows: int, cols: int, var: float) -> torch.Tensor:
+    return torch.randn(rows, cols, generator=gen) * math.sqrt(var)
+
+
+def check_sizes(d_in: int, d_out: int, width: int, depth: int) -> None:
+    for name, value in (("d_in", d_in), ("d_out", d_out), ("width", width), ("depth", depth)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+class ReLUMLP(nn.Module):
+    """y = B relu(W_L ... relu(W_1 relu(C x))). Weights are stored as (out, in) like nn.Linear."""
+
+    def __init__(self, d_in: int, d_out: int, width: int, depth: int, seed: int = 0, train_io: bool = False):
+        super().__init__()
+        check_sizes(d_in, d_out, width, depth)
+        self.d_in, self.d_out, self.width, self.depth = d_in, d_out, width, depth
+        gen = torch.Generator().manual_seed(int(seed))
+        self.C = nn.Parameter(_gaussian(gen, width, d_in, 2.0 / d_in), requires_grad=train_io)
+        self.W = nn.ParameterList(nn.Parameter(_gaussian(gen, width, width, 2.0 / width)) for _ in range(depth))
+        self.B = nn.Parameter(_gaussian(gen, d_out, width, 2.0 / d_out), requires_grad=train_io)
+
+    def hidden(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Post-activation values [h_0, ..., h_L] (what each layer hands to the next)."""
+        h = torch.relu(x @ self.C.T)
+        out = [h]
+        for W in self.W:
+            h = torch.relu(h @ W.T)
+            out.append(h)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(x @ self.C.T)
+        for W in self.W:
+            h = torch.relu(h @ W.T)
+        return h @ self.B.T
+
+
+class GReLUMLP(ReLUMLP):
+    """A ReLU MLP whose activation pattern is fixed by a frozen gate path (Psi, C).
+
+    gate_init: ``independent`` (the paper: Psi_k ~ N(0, 2/m) independent of W), ``copy``
+    (Psi_k = W_k at init, so the net equals its ReLU twin at step 0). For gates taken from a
+    given, possibly trained ReLU net use :meth:`from_relu`.
+    """
+
+    def __init__(self, d_in: int, d_out: int, width: int, depth: int, seed: int = 0, train_io: bool = False,
+                 gate_init: str = "independent"):
+        super().__init__(d_in, d_out, width, depth, seed=seed, train_io=train_io)
+        if gate_init not in ("independent", "copy"):
+            raise ValueError(f"gate_init must be 'independent' or 'copy' here (use GReLUMLP.from_relu), got {gate_init!r}")
+        if gate_init == "copy":
+            psi = torch.stack([W.detach().clone() for W in self.W])
+        else:
+            # A separate stream (seed-derived) keeps C, W, B identical to the ReLU net of the same seed.
+            gen = torch.Generator().manual_seed(int(seed) + 1_000_003)
+            psi = torch.stack([_gaussian(gen, width, width, 2.0 / width) for _ in range(depth)])
+        self.register_buffer("psi", psi)
+
+    @classmethod
+    def from_relu(cls, relu: ReLUMLP) -> "GReLUMLP":
+        """Freeze a ReLU net's current activation pattern (Psi_k <- W_k, same C, W, B): the paper's
+        "a ReLU network can also be trained as a GReLU network at any time"."""
+        net = cls(relu.d_in, relu.d_out, relu.width, relu.depth, train_io=relu.C.requires_grad, gate_init="copy")
+        net = net.to(relu.C.device, relu.C.dtype)
+        net.load_state_dict(relu.state_dict(), strict=False)  # C, W, B; psi is set next
+        with torch.no_grad():
+            net.psi.copy_(torch.stack([W.detach() for W in relu.W]))
+        return net
+
+    @torch.no_grad()
+    def gates(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Boolean gates [D_1, ..., D_L] for a batch, always computed in float32 or wider so
+        that a sample's pattern does not depend on the training precision."""
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            dtype = torch.promote_types(self.psi.dtype, torch.float32)
+            z = torch.relu(x.to(dtype) @ self.C.to(dtype).T)
+            masks = []
+            for psi in self.psi:
+                z = torch.relu(z @ psi.to(dtype).T)
+                masks.append(z > 0)
+        return masks
+
+    def hidden(self, x: torch.Tensor, masks: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """Gated values [h_0, ..., h_L]; negative values pass where a gate is open."""
+        masks = self.gates(x) if masks is None else masks
+        h = torch.relu(x @ self.C.T)
+        out = [h]
+        for W, D in zip(self.W, masks):
+            h = (h @ W.T) * D
+            out.append(h)
+        return out
+
+    def forward(self, x: torch.Tensor, masks: list[torch.Tensor] | None = None) -> torch.Tensor:
+        masks = self.gates(x) if masks is None else masks
+        h = torch.relu(x @ self.C.T)
+        for W, D in zip(self.W, masks):
+            h = (h @ W.T) * D
+        return h @ self.B.T

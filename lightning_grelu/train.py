@@ -1,0 +1,151 @@
+"""``train(cfg)``: one training run from a composed config; returns its summary (sweeps call this).
+
+Writes the run record under ``cfg.paths.run_dir``: ``config.yaml`` (resolved), ``metrics.csv``
+(per epoch), ``summary.json`` (see :func:`summarize`) and ``checkpoints/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import warnings
+from pathlib import Path
+
+import lightning as L
+from hydra.utils import instantiate
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from lightning_grelu.callbacks import Diverged, DivergenceGuard, RunRecord
+from lightning_grelu.config_check import validate
+from lightning_grelu.data.base import DataError
+from lightning_grelu.errors import ConfigError
+from lightning_grelu.loggers import build_loggers, finish_wandb
+
+
+# Known, harmless warnings from Lightning and torch (no val split; pytree API churn).
+warnings.filterwarnings("ignore", message=".*Total length of .* across ranks is zero.*")
+warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _finite(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None  # JSON has no NaN; a diverged value is recorded as null beside status
+    return v
+
+
+def _without_name(node: DictConfig) -> dict:
+    """A group's config minus its ``name`` (a label for records, not a constructor argument)."""
+    return {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "name"}
+
+
+def _build(cfg: DictConfig):
+    """DataModule and LightningModule from the config; bad values become one-line ConfigErrors."""
+    try:
+        dm = instantiate(_without_name(cfg.data))
+        dm.setup("fit")
+        model = instantiate(_without_name(cfg.model), d_in=dm.d_in, d_out=dm.d_out)
+    except (DataError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+    except Exception as e:  # hydra wraps constructor errors in InstantiationException
+        cause = e.__cause__ or e.__context__
+        if isinstance(cause, (DataError, ValueError)):
+            raise ConfigError(str(cause)) from None
+        raise
+    return dm, model
+
+
+def _resolve_ckpt(ckpt_path, run_dir: Path):
+    if ckpt_path in (None, "null"):
+        return None
+    if ckpt_path == "last":
+        last = run_dir / "checkpoints" / "last.ckpt"
+        return str(last) if last.exists() else None
+    if not Path(ckpt_path).exists():
+        raise ConfigError(f"ckpt_path {ckpt_path!r} does not exist (give a .ckpt file, or ckpt_path=last)")
+    return ckpt_path
+
+
+def train(cfg: DictConfig) -> dict:
+    validate(cfg)
+    run_dir = Path(cfg.paths.run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if rank_zero_only.rank == 0:
+        write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    if cfg.seed is not None:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    dm, model = _build(cfg)
+    loggers = build_loggers(cfg, run_dir)
+    record = RunRecord(run_dir, eps=cfg.eps)
+    extra = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[DivergenceGuard(), record, *extra],
+                          default_root_dir=str(run_dir))
+    config = OmegaConf.to_container(cfg, resolve=True)
+    for lg in loggers:
+        lg.log_hyperparams(config)
+
+    status, error = "completed", None
+    t0 = time.perf_counter()
+    try:
+        trainer.fit(model, datamodule=dm, ckpt_path=_resolve_ckpt(cfg.get("ckpt_path"), run_dir))
+    except Diverged as e:
+        status, error = "diverged", str(e)
+    except BaseException as e:
+        status, error = "failed", f"{type(e).__name__}: {e}"
+        raise
+    finally:
+        wall = time.perf_counter() - t0
+        summary = summarize(cfg, trainer, model, dm, record, status, error, wall)
+        if rank_zero_only.rank == 0:
+            write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+            for lg in loggers:
+                lg.log_metrics({f"summary/{k}": v for k, v in summary.items()
+                                if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        finish_wandb(loggers, exit_code=0 if status == "completed" else 1)
+    return summary
+
+
+def summarize(cfg, trainer, model, dm, record: RunRecord, status: str, error, wall: float) -> dict:
+    """The run's headline numbers. ``train/sse`` and ``train/mse`` are evaluated once more on the
+    whole training set with the final weights (the per-epoch values in metrics.csv are running sums)."""
+    final = {"sse": float("nan"), "mse": float("nan")}
+    if status == "completed":
+        final = model.evaluate(dm.train_inputs(), dm.split("train").y)
+    summary = {
+        "status": status,
+        "error": error,
+        "model": cfg.model.get("name"),
+        "data": cfg.data.get("name"),
+        "seed": cfg.seed,
+        "width": cfg.model.width,
+        "depth": cfg.model.depth,
+        "lr": cfg.model.lr,
+        "n_train": len(dm.split("train")),
+        "train/sse": final["sse"],
+        "train/mse": final["mse"],
+        "initial/train_sse": record.initial_sse,
+        "steps": trainer.global_step,
+        "epochs": trainer.current_epoch,
+        "wall_time_s": round(wall, 3),
+        "eps": cfg.eps,
+        "steps_to_eps": record.steps_to_eps,
+        "loss_definition": "sse = 1/2 sum_i ||f(x_i)-y_i||^2 ; mse = 1/n sum_i ||f(x_i)-y_i||^2",
+        "run_dir": str(Path(cfg.paths.run_dir).resolve()),
+    }
+    for k, v in trainer.callback_metrics.items():
+        if k.startswith(("val/", "test/")) and not k.endswith(("/n", "/sq_err")):
+            summary[k] = float(v)
+    summary.update(getattr(model, "switch_report", {}) or {})
+    return {k: _finite(v) for k, v in summary.items()}
