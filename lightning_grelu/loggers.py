@@ -36,6 +36,16 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
     return loggers
 
 
+def publish_summary(loggers: list, summary: dict) -> None:
+    """The run's headline numbers: W&B's run summary (what its tables compare), a last row elsewhere."""
+    numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for lg in loggers:
+        if type(lg).__name__ == "WandbLogger":
+            lg.experiment.summary.update({**numbers, "status": summary["status"]})
+        else:
+            lg.log_metrics({f"summary/{k}": v for k, v in numbers.items()})
+
+
 def finish_wandb(loggers: list, exit_code: int = 0) -> None:
     """Always close the W&B run, also on error, so an offline run directory is complete and syncable."""
     if not any(type(lg).__name__ == "WandbLogger" for lg in loggers):

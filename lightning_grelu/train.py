@@ -22,7 +22,7 @@ from lightning_grelu.callbacks import Diverged, DivergenceGuard, RunRecord
 from lightning_grelu.config_check import validate
 from lightning_grelu.data.base import DataError
 from lightning_grelu.errors import ConfigError
-from lightning_grelu.loggers import build_loggers, finish_wandb
+from lightning_grelu.loggers import build_loggers, finish_wandb, publish_summary
 
 
 # Known, harmless warnings from Lightning and torch (no val split; pytree API churn).
@@ -110,9 +110,7 @@ def train(cfg: DictConfig) -> dict:
         summary = summarize(cfg, trainer, model, dm, record, status, error, wall)
         if rank_zero_only.rank == 0:
             write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-            for lg in loggers:
-                lg.log_metrics({f"summary/{k}": v for k, v in summary.items()
-                                if isinstance(v, (int, float)) and not isinstance(v, bool)})
+            publish_summary(loggers, summary)
         finish_wandb(loggers, exit_code=0 if status == "completed" else 1)
     return summary
 
@@ -145,7 +143,7 @@ def summarize(cfg, trainer, model, dm, record: RunRecord, status: str, error, wa
         "run_dir": str(Path(cfg.paths.run_dir).resolve()),
     }
     for k, v in trainer.callback_metrics.items():
-        if k.startswith(("val/", "test/")) and not k.endswith(("/n", "/sq_err")):
+        if k.startswith(("val/", "test/")):
             summary[k] = float(v)
     summary.update(getattr(model, "switch_report", {}) or {})
     return {k: _finite(v) for k, v in summary.items()}

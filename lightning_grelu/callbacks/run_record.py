@@ -40,8 +40,7 @@ class RunRecord(L.Callback):
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step,
                "wall_time_s": round(time.perf_counter() - self.t0, 4)}
         for k, v in sorted(trainer.callback_metrics.items()):
-            if not k.endswith(("/n", "/sq_err")):
-                row[k] = _scalar(v)
+            row[k] = _scalar(v)
         sse = row.get("train/sse")
         if sse is not None and math.isfinite(sse):
             if self.initial_sse is None:

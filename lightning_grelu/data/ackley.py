@@ -63,10 +63,11 @@ class AckleyDataModule(TensorDataModule):
         self.data_seed, self.partner, self.cube = data_seed, partner, cube
 
     def load(self) -> dict[str, Split]:
-        gen = torch.Generator().manual_seed(int(self.data_seed))
-        x = sphere(self.n + self.n_val + self.n_test, self.d, gen)
-        y = ackley_targets(x, self.partner, self.cube)
-        x, y = x.float(), y.float()
-        cuts = {"train": (0, self.n), "val": (self.n, self.n + self.n_val),
-                "test": (self.n + self.n_val, self.n + self.n_val + self.n_test)}
-        return {k: Split(x[a:b], y[a:b]) for k, (a, b) in cuts.items() if b > a}
+        # Each split has its own stream, so the training set depends only on (n, d, data_seed).
+        sizes = {"train": self.n, "val": self.n_val, "test": self.n_test}
+        splits = {}
+        for offset, (name, size) in enumerate(sizes.items()):
+            if size:
+                x = sphere(size, self.d, torch.Generator().manual_seed(int(self.data_seed) * 3 + offset))
+                splits[name] = Split(x.float(), ackley_targets(x, self.partner, self.cube).float())
+        return splits

@@ -47,12 +47,11 @@ class RegressionModule(L.LightningModule):
         sse = 0.5 * sq
         bs = max(int(x.shape[0]), 1)
         sync = self.trainer.world_size > 1
-        # epoch totals only: no host sync per step; the cross-rank sum happens once per epoch
+        # Epoch totals only: no host sync per step; the cross-rank reduction happens once per epoch.
+        # mse: a batch-size-weighted mean of per-sample squared errors = (1/n) sum_i ||err_i||^2 exactly.
         self.log(f"{stage}/sse", sse, on_step=False, on_epoch=True, reduce_fx="sum", sync_dist=sync,
                  batch_size=bs)
-        self.log(f"{stage}/n", float(x.shape[0]), on_step=False, on_epoch=True, reduce_fx="sum",
-                 sync_dist=sync, batch_size=bs)
-        self.log(f"{stage}/sq_err", sq, on_step=False, on_epoch=True, reduce_fx="sum", sync_dist=sync,
+        self.log(f"{stage}/mse", sq / bs, on_step=False, on_epoch=True, reduce_fx="mean", sync_dist=sync,
                  batch_size=bs)
         return sse
 
@@ -65,20 +64,6 @@ class RegressionModule(L.LightningModule):
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
 
-    def _finish_epoch(self, stage: str) -> None:
-        m = self.trainer.callback_metrics
-        if f"{stage}/sq_err" in m:  # per-sample mean from the epoch totals
-            self.log(f"{stage}/mse", m[f"{stage}/sq_err"] / m[f"{stage}/n"].clamp_min(1))
-
-    def on_train_epoch_end(self):
-        self._finish_epoch("train")
-
-    def on_validation_epoch_end(self):
-        self._finish_epoch("val")
-
-    def on_test_epoch_end(self):
-        self._finish_epoch("test")
-
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]  # frozen C, B, Psi never seen
         hp = self.hparams
@@ -89,6 +74,7 @@ class RegressionModule(L.LightningModule):
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 8192) -> dict[str, float]:
         """SSE and MSE of the current weights on (x, y), full precision, no logging."""
+        x = x.to(self.net.C.dtype)  # e.g. 64-true precision: the net is float64, the data float32
         sq = torch.zeros((), dtype=torch.float64, device=x.device)
         for s in range(0, x.shape[0], batch_size):
             idx = torch.arange(s, min(s + batch_size, x.shape[0]), device=x.device)

@@ -45,7 +45,7 @@ class GReLUToReLUModule(GReLUModule):
     @torch.no_grad()
     def switch_to_relu(self) -> None:
         dm = self.trainer.datamodule
-        x, y = dm.train_inputs(), dm.split("train").y
+        x, y = dm.train_inputs().to(self.net.C.dtype), dm.split("train").y
         before = self.evaluate(x, y)
         n, world = x.shape[0], self.trainer.world_size
         if world > 1 and n > self.net.width:  # normal equations: each rank its shard, Gram sums all-reduced

@@ -1,0 +1,43 @@
+"""Shared test helpers: compose the real Hydra config into a temporary run directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from lightning_grelu.config_check import CONF_DIR
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+REPO = Path(__file__).resolve().parents[1]
+GRELU_TRAIN = str(Path(sys.executable).parent / "grelu-train")
+
+# A tiny Ackley problem at its theory width m = n^2 L, fast enough for every test.
+TINY = ["data.n=10", "data.d=10", "model.width=200", "model.depth=2", "model.lr=3e-5",
+        "trainer.max_epochs=30", "callbacks=none"]
+
+
+def compose_cfg(run_dir: Path, *overrides: str):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=[f"paths.run_dir={run_dir}", *overrides])
+
+
+@pytest.fixture
+def cfg_for(tmp_path):
+    def make(*overrides: str, name: str = "run"):
+        return compose_cfg(tmp_path / name, *overrides)
+    return make
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300):
+    """Run grelu-train in a subprocess, as a user would."""
+    full_env = {**os.environ, "WANDB_MODE": "offline", **(env or {})}
+    return subprocess.run([GRELU_TRAIN, *args], cwd=cwd or REPO, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
