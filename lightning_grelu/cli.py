@@ -7,6 +7,7 @@ Exit codes: 0 completed, 1 failed, 2 bad config/data/arguments, 3 diverged.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -36,6 +37,13 @@ def print_summary(s: dict) -> None:
         print(f"  {k:<{width}}  {v}")
 
 
+def _remove_if_unused(run_dir: Path) -> None:
+    """After a config error, drop the directory Hydra made for the run if it holds nothing but
+    Hydra's own notes (.hydra/, its job log): a bad command leaves no half-written run behind."""
+    if run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def _hydra_main(cfg: DictConfig) -> None:
     from lightning_grelu.train import train  # heavy imports after Hydra parsed the command line
@@ -43,6 +51,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     try:
         summary = train(cfg)
     except ConfigError as e:
+        _remove_if_unused(Path(cfg.paths.run_dir))
         _fail(str(e), EXIT_CONFIG)
     except Exception as e:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":

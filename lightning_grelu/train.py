@@ -80,13 +80,13 @@ def _resolve_ckpt(ckpt_path, run_dir: Path):
 def train(cfg: DictConfig) -> dict:
     validate(cfg)
     run_dir = Path(cfg.paths.run_dir).resolve()
+    ckpt_path = _resolve_ckpt(cfg.get("ckpt_path"), run_dir)
+    if cfg.seed is not None:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm, model = _build(cfg)  # bad values fail here, before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)
     if rank_zero_only.rank == 0:
         write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    if cfg.seed is not None:
-        L.seed_everything(cfg.seed, workers=True, verbose=False)
-
-    dm, model = _build(cfg)
     loggers = build_loggers(cfg, run_dir)
     record = RunRecord(run_dir, eps=cfg.eps)
     extra = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
@@ -99,7 +99,7 @@ def train(cfg: DictConfig) -> dict:
     status, error = "completed", None
     t0 = time.perf_counter()
     try:
-        trainer.fit(model, datamodule=dm, ckpt_path=_resolve_ckpt(cfg.get("ckpt_path"), run_dir))
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     except Diverged as e:
         status, error = "diverged", str(e)
     except BaseException as e:

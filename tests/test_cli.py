@@ -1,0 +1,100 @@
+"""grelu-train as a user runs it: the default job, bad input, divergence, DDP, a non-editable install."""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, TINY, run_cli
+
+
+def test_default_job_runs_and_prints_its_run_dir_last(tmp_path):
+    out = run_cli(cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    run_dir = Path(out.stdout.strip().splitlines()[-1])
+    assert run_dir.is_dir() and run_dir.is_relative_to(tmp_path / "runs")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["model"] == "grelu"
+    assert summary["train/sse"] < 1e-3 * summary["initial/train_sse"]
+    assert (run_dir / "config.yaml").exists() and (run_dir / "metrics.csv").exists()
+    assert (run_dir / "checkpoints" / "last.ckpt").exists()
+
+
+BAD = [
+    (["model.width=0"], "model.width"),
+    (["model.depth=0"], "model.depth"),
+    (["model.lr=0"], "model.lr"),
+    (["model.lr=-1e-3"], "model.lr"),
+    (["model=resnet"], "unknown model 'resnet'"),
+    (["data=imagenet"], "unknown data 'imagenet'"),
+    (["model=grelu_to_relu", "model.switch_epoch=500"], "model.switch_epoch"),
+    (["model=grelu_to_relu", "model.switch_epoch=0"], "model.switch_epoch"),
+    (["data.n=0"], "data.n"),
+    (["trainer.max_epochs=0"], "trainer.max_epochs"),
+    (["ckpt_path=/no/such.ckpt"], "ckpt_path"),
+    (["model.gate_init=sideways"], "model.gate_init"),
+]
+
+
+@pytest.mark.parametrize("args,needle", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_config_gets_one_clear_line_and_exit_2(tmp_path, args, needle):
+    out = run_cli(*args, cwd=tmp_path)
+    assert out.returncode == 2
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("grelu-train: error:") and needle in lines[0]
+    assert "Traceback" not in out.stderr
+    # nothing half-written: no file of a run was left behind
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_divergence_exits_3_with_status_diverged(tmp_path):
+    out = run_cli(*TINY, "model.lr=10", f"paths.run_dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert out.returncode == 3, out.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "diverged" and "lower model.lr" in summary["error"]
+    assert summary["train/sse"] is None
+    assert "diverged" in out.stderr
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_match_one_process(tmp_path):
+    one = run_cli(*TINY, f"paths.run_dir={tmp_path / 'one'}", cwd=tmp_path)
+    two = run_cli(*TINY, "trainer=ddp_cpu", f"paths.run_dir={tmp_path / 'two'}", cwd=tmp_path)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
+    s1 = json.loads((tmp_path / "one" / "summary.json").read_text())
+    s2 = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert s2["status"] == "completed" and s2["steps"] == s1["steps"]
+    # the global full-batch gradient is the same on 1 or 2 devices
+    assert s2["train/sse"] == pytest.approx(s1["train/sse"], rel=1e-3)
+
+
+@pytest.mark.slow
+def test_ddp_switch_on_two_cpu_processes(tmp_path):
+    out = run_cli(*TINY, "model=grelu_to_relu", "trainer=ddp_cpu", f"paths.run_dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert s["switch/epoch"] == 15 and s["switch/rel_jump"] < 1e-3
+
+
+@pytest.mark.slow
+def test_non_editable_install_ships_its_configs(tmp_path):
+    wheel_dir, site = tmp_path / "wheel", tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(wheel_dir), str(REPO)], check=True, capture_output=True, timeout=300)
+    wheel = next(wheel_dir.glob("lightning_grelu-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    for cfg in ("train.yaml", "model/grelu.yaml", "data/ackley.yaml", "trainer/ddp_cpu.yaml", "logger/wandb.yaml"):
+        assert f"lightning_grelu/conf/{cfg}" in names, cfg
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    code = "import sys, lightning_grelu.cli as c; assert c.__file__.startswith(sys.argv[1]); sys.argv=sys.argv[1:]; c.main()"
+    out = subprocess.run([sys.executable, "-c", code, str(site), *TINY, f"paths.run_dir={tmp_path / 'run'}"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "completed"
