@@ -82,6 +82,21 @@ def test_ddp_switch_on_two_cpu_processes(tmp_path):
 
 
 @pytest.mark.slow
+def test_ddp_switch_with_n_gt_m_all_reduces_the_normal_equations(tmp_path):
+    """n=10 > m=8: each rank accumulates its shard's Gram matrices; the sums must give the same fit."""
+    narrow = [*TINY, "model=grelu_to_relu", "model.width=8", "model.ridge=1e-9"]
+    one = run_cli(*narrow, f"paths.run_dir={tmp_path / 'one'}", cwd=tmp_path)
+    two = run_cli(*narrow, "trainer=ddp_cpu", f"paths.run_dir={tmp_path / 'two'}", cwd=tmp_path)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
+    s1 = json.loads((tmp_path / "one" / "summary.json").read_text())
+    s2 = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert s1["switch/exact"] is False and s2["switch/exact"] is False
+    assert 0 < s1["switch/rel_residual"] < 1
+    assert s2["switch/rel_residual"] == pytest.approx(s1["switch/rel_residual"], rel=1e-3)
+    assert s2["switch/gate_agreement"] == pytest.approx(s1["switch/gate_agreement"], rel=1e-3)
+
+
+@pytest.mark.slow
 def test_non_editable_install_ships_its_configs(tmp_path):
     wheel_dir, site = tmp_path / "wheel", tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",

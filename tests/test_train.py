@@ -104,6 +104,13 @@ def test_switch_fp32_and_training_goes_on_as_relu(cfg_for, tmp_path):
     assert sse[-1] < sse[10]  # still learning after the switch, as a ReLU net
 
 
+def test_cached_gates_train_exactly_like_recomputed_gates(tmp_path):
+    from conftest import compose_cfg
+    a = train(compose_cfg(tmp_path / "a", *TINY, "model.cache_gates=true"))
+    b = train(compose_cfg(tmp_path / "b", *TINY, "model.cache_gates=false"))
+    assert a["train/sse"] == b["train/sse"]
+
+
 def test_bf16_mixed(cfg_for):
     s = train(cfg_for(*TINY, "trainer.precision=bf16-mixed"))
     assert s["status"] == "completed" and s["train/sse"] < 0.5 * s["initial/train_sse"]

@@ -39,6 +39,7 @@ class TensorDataModule(L.LightningDataModule):
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.standardize_x, self.standardize_y, self.on_device = standardize_x, standardize_y, on_device
         self.splits: dict[str, Split] = {}
+        self._inputs_cache: dict[str, torch.Tensor] = {}
 
     # -- what a dataset implements -------------------------------------------------------------
     def load(self) -> dict[str, Split]:
@@ -49,6 +50,15 @@ class TensorDataModule(L.LightningDataModule):
     def augmented(self) -> bool:
         """True when training inputs change from epoch to epoch (gates must then be recomputed)."""
         return False
+
+    num_classes: int | None = None  # set by classification data sets (one-hot targets): accuracy is logged
+
+    raw_storage = False  # True: stored rows are not network inputs yet (e.g. uint8 images); see featurize
+
+    def featurize(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        """Turn stored rows into network inputs, per batch. Image data sets keep uint8 images on
+        the device and augment (train only), standardize and flatten here."""
+        return x
 
     # -- shared machinery ----------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -66,7 +76,7 @@ class TensorDataModule(L.LightningDataModule):
 
     @property
     def d_in(self) -> int:
-        return self.splits["train"].x.shape[1]
+        return self.featurize(self.splits["train"].x[:1], train=False).shape[1]
 
     @property
     def d_out(self) -> int:
@@ -85,16 +95,29 @@ class TensorDataModule(L.LightningDataModule):
             s = self.splits[name] = s.to(dev)
         return s
 
+    def inputs(self, name: str) -> torch.Tensor:
+        """All (unaugmented) network inputs of a split, row i = sample index i."""
+        x = self.split(name).x
+        if not self.raw_storage:
+            return x
+        cached = self._inputs_cache.get(name)
+        if cached is None or cached.device != x.device:
+            cached = self._inputs_cache[name] = torch.cat(
+                [self.featurize(x[i:i + 4096], train=False) for i in range(0, x.shape[0], 4096)])
+        return cached
+
     def train_inputs(self) -> torch.Tensor:
-        """The fixed (unaugmented) training inputs, row i = sample index i."""
-        return self.split("train").x
+        """The fixed (unaugmented) training inputs: what gate caches and the GReLU->ReLU solve use."""
+        return self.inputs("train")
 
     def _batches(self, name: str, shuffle: bool) -> TensorBatches:
         s = self.split(name)
         t = self.trainer
+        train = name == "train"
         return TensorBatches(s.x, s.y, self.batch_size, shuffle=shuffle, seed=self.seed,
                              rank=t.global_rank if t else 0, world_size=t.world_size if t else 1,
-                             epoch=(lambda: t.current_epoch) if t else (lambda: 0))
+                             epoch=(lambda: t.current_epoch) if t else (lambda: 0),
+                             featurize=(lambda x: self.featurize(x, train=train)) if self.raw_storage else None)
 
     def train_dataloader(self):
         return self._batches("train", self.shuffle)

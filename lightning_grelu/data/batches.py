@@ -17,8 +17,10 @@ import torch
 
 class TensorBatches:
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int | None, *, shuffle: bool, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, epoch: Callable[[], int] = lambda: 0):
+                 rank: int = 0, world_size: int = 1, epoch: Callable[[], int] = lambda: 0,
+                 featurize: Callable[[torch.Tensor], torch.Tensor] | None = None):
         self.x, self.y = x, y
+        self.featurize = featurize  # e.g. uint8 images -> (augmented) standardized flat floats
         self.n = x.shape[0]
         self.batch_size = self.n if batch_size is None else min(int(batch_size), self.n)
         self.shuffle, self.seed = shuffle, seed
@@ -36,4 +38,5 @@ class TensorBatches:
             order = torch.arange(self.n, device=self.x.device)
         for start in range(0, self.n, self.batch_size):
             idx = order[start:start + self.batch_size][self.rank::self.world_size]
-            yield self.x[idx], self.y[idx], idx
+            x = self.x[idx]
+            yield (self.featurize(x) if self.featurize else x), self.y[idx], idx
