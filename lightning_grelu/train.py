@@ -90,7 +90,7 @@ def train(cfg: DictConfig) -> dict:
     loggers = build_loggers(cfg, run_dir)
     record = RunRecord(run_dir, eps=cfg.eps)
     extra = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[DivergenceGuard(), record, *extra],
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[record, DivergenceGuard(), *extra],
                           default_root_dir=str(run_dir))
     config = OmegaConf.to_container(cfg, resolve=True)
     for lg in loggers:

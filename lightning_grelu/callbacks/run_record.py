@@ -35,6 +35,10 @@ class RunRecord(L.Callback):
 
     def on_train_start(self, trainer, pl_module):
         self.t0 = time.perf_counter()
+        dm = trainer.datamodule
+        if self.initial_sse is None and trainer.global_step == 0 and dm is not None:
+            # the true loss at initialization: one forward pass over the training set
+            self.initial_sse = pl_module.evaluate(dm.train_inputs(), dm.split("train").y)["sse"]
 
     def on_train_epoch_end(self, trainer, pl_module):
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step,
@@ -43,8 +47,6 @@ class RunRecord(L.Callback):
             row[k] = _scalar(v)
         sse = row.get("train/sse")
         if sse is not None and math.isfinite(sse):
-            if self.initial_sse is None:
-                self.initial_sse = sse
             if self.eps is not None and self.steps_to_eps is None and sse <= self.eps:
                 one_batch = trainer.num_training_batches == 1
                 self.steps_to_eps = trainer.global_step - 1 if one_batch else trainer.global_step

@@ -30,6 +30,11 @@ class RegressionModule(L.LightningModule):
         self.save_hyperparameters()
         self.net = self.build_net()
 
+    num_classes: int | None = None
+
+    def setup(self, stage: str) -> None:
+        self.num_classes = getattr(self.trainer.datamodule, "num_classes", None)
+
     def build_net(self) -> torch.nn.Module:
         raise NotImplementedError
 
@@ -42,7 +47,8 @@ class RegressionModule(L.LightningModule):
 
     def _step(self, batch, stage: str) -> torch.Tensor:
         x, y, index = batch
-        err = self.predict_batch(x, index, stage).float() - y.float()
+        pred = self.predict_batch(x, index, stage)
+        err = pred.float() - y.float()
         sq = (err * err).sum()
         sse = 0.5 * sq
         bs = max(int(x.shape[0]), 1)
@@ -53,6 +59,10 @@ class RegressionModule(L.LightningModule):
                  batch_size=bs)
         self.log(f"{stage}/mse", sq / bs, on_step=False, on_epoch=True, reduce_fx="mean", sync_dist=sync,
                  batch_size=bs)
+        if self.num_classes:  # one-hot regression of a classification task: accuracy too
+            hits = (pred.argmax(dim=1) == y.argmax(dim=1)).float().sum()
+            self.log(f"{stage}/acc", hits / bs, on_step=False, on_epoch=True, reduce_fx="mean", sync_dist=sync,
+                     batch_size=bs)
         return sse
 
     def training_step(self, batch, batch_idx):
