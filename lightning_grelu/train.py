@@ -119,8 +119,13 @@ def summarize(cfg, trainer, model, dm, record: RunRecord, status: str, error, wa
     """The run's headline numbers. ``train/sse`` and ``train/mse`` are evaluated once more on the
     whole training set with the final weights (the per-epoch values in metrics.csv are running sums)."""
     final = {"sse": float("nan"), "mse": float("nan")}
+    evaluated = {}
     if status == "completed":
-        final = model.evaluate(dm.train_inputs(), dm.split("train").y)
+        final = model.evaluate(dm.train_inputs(), dm.split("train").y, stage="train")
+        for split in ("val", "test"):  # final weights on the held-out splits that exist
+            if split in dm.splits:
+                for k, v in model.evaluate(dm.inputs(split), dm.split(split).y, stage=split).items():
+                    evaluated[f"{split}/{k}"] = v
     summary = {
         "status": status,
         "error": error,
@@ -142,8 +147,8 @@ def summarize(cfg, trainer, model, dm, record: RunRecord, status: str, error, wa
         "loss_definition": "sse = 1/2 sum_i ||f(x_i)-y_i||^2 ; mse = 1/n sum_i ||f(x_i)-y_i||^2",
         "run_dir": str(Path(cfg.paths.run_dir).resolve()),
     }
-    for k, v in trainer.callback_metrics.items():
-        if k.startswith(("val/", "test/")):
-            summary[k] = float(v)
+    if "acc" in final:
+        summary["train/acc"] = final["acc"]
+    summary.update(evaluated)
     summary.update(getattr(model, "switch_report", {}) or {})
     return {k: _finite(v) for k, v in summary.items()}

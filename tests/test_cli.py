@@ -113,3 +113,16 @@ def test_non_editable_install_ships_its_configs(tmp_path):
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_image_data_under_ddp_and_bf16(tmp_path):
+    from fixtures import write_fashion_mnist
+    root = write_fashion_mnist(tmp_path / "fmnist", n=64, n_test=16)
+    out = run_cli("data=fashion_mnist", f"data.data_dir={root}", "data.batch_size=16", "model.width=64",
+                  "model.depth=2", "model.lr=1e-4", "trainer=ddp_cpu", "trainer.precision=bf16-mixed",
+                  "trainer.max_epochs=2", "callbacks=none", f"paths.run_dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    # 64 images, global batch 16 split over 2 ranks: 4 steps an epoch, as on one device
+    assert s["status"] == "completed" and s["steps"] == 8 and s["test/acc"] is not None

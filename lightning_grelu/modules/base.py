@@ -82,12 +82,19 @@ class RegressionModule(L.LightningModule):
         return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
 
     @torch.no_grad()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 8192) -> dict[str, float]:
-        """SSE and MSE of the current weights on (x, y), full precision, no logging."""
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, stage: str = "train", batch_size: int = 8192) -> dict:
+        """SSE, MSE (and accuracy for one-hot targets) of the current weights on a whole split, in
+        full precision, no logging. ``stage`` matters: only training rows may use cached gates."""
         x = x.to(self.net.C.dtype)  # e.g. 64-true precision: the net is float64, the data float32
         sq = torch.zeros((), dtype=torch.float64, device=x.device)
+        hits = torch.zeros((), dtype=torch.float64, device=x.device)
         for s in range(0, x.shape[0], batch_size):
             idx = torch.arange(s, min(s + batch_size, x.shape[0]), device=x.device)
-            err = self.predict_batch(x[idx], idx, "train").double() - y[idx].double()
+            pred = self.predict_batch(x[idx], idx, stage)
+            err = pred.double() - y[idx].double()
             sq += (err * err).sum()
-        return {"sse": 0.5 * float(sq), "mse": float(sq) / max(x.shape[0], 1)}
+            hits += (pred.argmax(dim=1) == y[idx].argmax(dim=1)).sum()
+        out = {"sse": 0.5 * float(sq), "mse": float(sq) / max(x.shape[0], 1)}
+        if self.num_classes:
+            out["acc"] = float(hits) / max(x.shape[0], 1)
+        return out
