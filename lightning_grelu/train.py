@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from lightning_grelu.callbacks import Diverged, DivergenceGuard, RunRecord
+from lightning_grelu.callbacks import Diverged, DivergenceGuard, RunRecord, TimeToTarget
 from lightning_grelu.config_check import validate
 from lightning_grelu.data.base import DataError
 from lightning_grelu.errors import ConfigError
@@ -88,9 +88,13 @@ def train(cfg: DictConfig) -> dict:
     if rank_zero_only.rank == 0:
         write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     loggers = build_loggers(cfg, run_dir)
-    record = RunRecord(run_dir, eps=cfg.eps)
-    extra = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[record, DivergenceGuard(), *extra],
+    record = RunRecord(run_dir)
+    target = TimeToTarget(cfg.eps, relative=cfg.get("eps_relative", False), stop=cfg.get("stop_at_eps", False))
+    try:
+        extra = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    except Exception as e:
+        raise ConfigError(f"callbacks: {e.__cause__ or e}") from None
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[record, target, DivergenceGuard(), *extra],
                           default_root_dir=str(run_dir))
     config = OmegaConf.to_container(cfg, resolve=True)
     for lg in loggers:
@@ -107,7 +111,7 @@ def train(cfg: DictConfig) -> dict:
         raise
     finally:
         wall = time.perf_counter() - t0
-        summary = summarize(cfg, trainer, model, dm, record, status, error, wall)
+        summary = summarize(cfg, trainer, model, dm, record, target, status, error, wall)
         if rank_zero_only.rank == 0:
             write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
             publish_summary(loggers, summary)
@@ -115,7 +119,8 @@ def train(cfg: DictConfig) -> dict:
     return summary
 
 
-def summarize(cfg, trainer, model, dm, record: RunRecord, status: str, error, wall: float) -> dict:
+def summarize(cfg, trainer, model, dm, record: RunRecord, target: TimeToTarget, status: str, error,
+              wall: float) -> dict:
     """The run's headline numbers. ``train/sse`` and ``train/mse`` are evaluated once more on the
     whole training set with the final weights (the per-epoch values in metrics.csv are running sums)."""
     final = {"sse": float("nan"), "mse": float("nan")}
@@ -143,12 +148,18 @@ def summarize(cfg, trainer, model, dm, record: RunRecord, status: str, error, wa
         "epochs": trainer.current_epoch,
         "wall_time_s": round(wall, 3),
         "eps": cfg.eps,
-        "steps_to_eps": record.steps_to_eps,
+        "eps_relative": bool(cfg.get("eps_relative", False)),
+        "steps_to_eps": target.step,
+        "epochs_to_eps": target.epoch,
+        "seconds_to_eps": target.seconds,
         "loss_definition": "sse = 1/2 sum_i ||f(x_i)-y_i||^2 ; mse = 1/n sum_i ||f(x_i)-y_i||^2",
         "run_dir": str(Path(cfg.paths.run_dir).resolve()),
     }
     if "acc" in final:
         summary["train/acc"] = final["acc"]
     summary.update(evaluated)
+    for k, v in trainer.callback_metrics.items():  # the probes' last values
+        if k.startswith("probe/") and not k.endswith("_step"):
+            summary[k.removesuffix("_epoch")] = float(v)
     summary.update(getattr(model, "switch_report", {}) or {})
     return {k: _finite(v) for k, v in summary.items()}

@@ -1,6 +1,11 @@
-"""Callbacks: the run record, the divergence guard (and, later, training-dynamics probes)."""
+"""Callbacks: the run record, the divergence guard, and the training-dynamics probes."""
 
+from lightning_grelu.callbacks.activation_patterns import ActivationPatterns
 from lightning_grelu.callbacks.divergence import Diverged, DivergenceGuard
+from lightning_grelu.callbacks.grad_diff import GradientTemporalDifference
 from lightning_grelu.callbacks.run_record import RunRecord
+from lightning_grelu.callbacks.throughput import Throughput, model_flops_per_sample
+from lightning_grelu.callbacks.time_to_target import TimeToTarget
 
-__all__ = ["RunRecord", "DivergenceGuard", "Diverged"]
+__all__ = ["RunRecord", "DivergenceGuard", "Diverged", "TimeToTarget", "GradientTemporalDifference",
+           "ActivationPatterns", "Throughput", "model_flops_per_sample"]

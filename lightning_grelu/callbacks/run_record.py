@@ -1,15 +1,14 @@
-"""The run record: ``metrics.csv`` (one row per epoch, whatever loggers are on) written as the run
-goes, and the per-epoch facts :func:`lightning_grelu.train.train` needs for ``summary.json``.
+"""The run record's ``metrics.csv``: one row per epoch, whatever loggers are on, written as the run
+goes (atomically, at most about once a second, and at the end or on an exception).
 
-``steps_to_eps``: the number of optimizer steps after which the train SSE first was <= eps. With
-one batch per epoch (full-batch GD) the epoch's SSE is measured before that epoch's step, so it is
-exact; with mini-batches it is the step count at the end of the first epoch whose SSE <= eps.
+An epoch's row is completed when the next epoch starts, so it holds everything logged for that
+epoch, also by probes at epoch end and by validation. The record also measures the true initial
+train SSE (one forward pass over the training set at the start of a fresh run).
 """
 
 from __future__ import annotations
 
 import csv
-import math
 import time
 from pathlib import Path
 
@@ -24,14 +23,14 @@ def _scalar(v):
 
 
 class RunRecord(L.Callback):
-    def __init__(self, run_dir: str | Path, eps: float | None = None):
+    def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / "metrics.csv"
-        self.eps = eps
-        self.steps_to_eps: int | None = None
         self.initial_sse: float | None = None
         self.rows: list[dict] = []
+        self._pending: dict | None = None
         self.t0 = time.perf_counter()
         self._last_write = 0.0
+        self._trainer = None
 
     def on_train_start(self, trainer, pl_module):
         self.t0 = time.perf_counter()
@@ -39,27 +38,41 @@ class RunRecord(L.Callback):
         if self.initial_sse is None and trainer.global_step == 0 and dm is not None:
             # the true loss at initialization: one forward pass over the training set
             self.initial_sse = pl_module.evaluate(dm.train_inputs(), dm.split("train").y)["sse"]
+        trainer.initial_train_sse = self.initial_sse  # for relative targets
 
     def on_train_epoch_end(self, trainer, pl_module):
-        row = {"epoch": trainer.current_epoch, "step": trainer.global_step,
-               "wall_time_s": round(time.perf_counter() - self.t0, 4)}
+        self._pending = {"epoch": trainer.current_epoch, "step": trainer.global_step,
+                         "wall_time_s": round(time.perf_counter() - self.t0, 4)}
+
+    def setup(self, trainer, pl_module, stage):
+        self._trainer = trainer
+
+    @staticmethod
+    def _filled(row: dict, trainer) -> dict:
+        row = dict(row)
         for k, v in sorted(trainer.callback_metrics.items()):
-            row[k] = _scalar(v)
-        sse = row.get("train/sse")
-        if sse is not None and math.isfinite(sse):
-            if self.eps is not None and self.steps_to_eps is None and sse <= self.eps:
-                one_batch = trainer.num_training_batches == 1
-                self.steps_to_eps = trainer.global_step - 1 if one_batch else trainer.global_step
-        self.rows.append(row)
+            if not k.endswith("_step"):  # per-step values are the loggers' business
+                row[k.removesuffix("_epoch")] = _scalar(v)
+        return row
+
+    def _complete(self, trainer) -> None:
+        if self._pending is not None:
+            self.rows.append(self._filled(self._pending, trainer))
+            self._pending = None
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._complete(trainer)
         # rewrite at most about once a second (long full-batch runs have thousands of epochs)
-        if trainer.is_global_zero and time.perf_counter() - self._last_write > 1.0:
+        if trainer.is_global_zero and self.rows and time.perf_counter() - self._last_write > 1.0:
             self._write()
 
     def on_train_end(self, trainer, pl_module):
+        self._complete(trainer)
         if trainer.is_global_zero:
             self._write()
 
     def on_exception(self, trainer, pl_module, exception):
+        self._complete(trainer)
         if trainer.is_global_zero and self.rows:
             self._write()
 
@@ -76,9 +89,11 @@ class RunRecord(L.Callback):
         tmp.replace(self.path)  # atomic: a reader never sees half a file
 
     def state_dict(self):
-        return {"rows": self.rows, "steps_to_eps": self.steps_to_eps, "initial_sse": self.initial_sse}
+        # A checkpoint is taken at epoch end: its row is filled with what is known by then
+        # (values probes log in that same hook reach only the live record).
+        pending = [self._filled(self._pending, self._trainer)] if self._pending else []
+        return {"rows": self.rows + pending, "initial_sse": self.initial_sse}
 
     def load_state_dict(self, state):
         self.rows = state.get("rows", [])
-        self.steps_to_eps = state.get("steps_to_eps")
         self.initial_sse = state.get("initial_sse")

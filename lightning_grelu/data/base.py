@@ -32,12 +32,14 @@ class DataError(ValueError):
 
 class TensorDataModule(L.LightningDataModule):
     def __init__(self, batch_size: int | None = None, shuffle: bool = True, seed: int = 0,
-                 standardize_x: bool = False, standardize_y: bool = False, on_device: bool = True):
+                 standardize_x: bool = False, standardize_y: bool = False, on_device: bool = True,
+                 test_every_epoch: bool = False):
         super().__init__()
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise DataError(f"data.batch_size must be an integer >= 1 or null (full batch), got {batch_size!r}")
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.standardize_x, self.standardize_y, self.on_device = standardize_x, standardize_y, on_device
+        self.test_every_epoch = test_every_epoch  # evaluate the test split beside val every epoch (Fig. 3c)
         self.splits: dict[str, Split] = {}
         self._inputs_cache: dict[str, torch.Tensor] = {}
 
@@ -122,8 +124,14 @@ class TensorDataModule(L.LightningDataModule):
     def train_dataloader(self):
         return self._batches("train", self.shuffle)
 
+    @property
+    def eval_splits(self) -> list[str]:
+        """The splits the validation loop runs, in dataloader order."""
+        names = ["val"] if "val" in self.splits else []
+        return names + (["test"] if self.test_every_epoch and "test" in self.splits else [])
+
     def val_dataloader(self):
-        return self._batches("val", False) if "val" in self.splits else []
+        return [self._batches(name, False) for name in self.eval_splits]
 
     def test_dataloader(self):
         return self._batches("test", False) if "test" in self.splits else []

@@ -45,6 +45,10 @@ class RegressionModule(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.predict_batch(x, None, "predict")
 
+    def trace(self, x: torch.Tensor):
+        """Per trained layer (pre-activation, activation pattern) of the net as it now computes."""
+        return self.net.trace(x.to(self.net.C.dtype))
+
     def _step(self, batch, stage: str) -> torch.Tensor:
         x, y, index = batch
         pred = self.predict_batch(x, index, stage)
@@ -55,21 +59,20 @@ class RegressionModule(L.LightningModule):
         sync = self.trainer.world_size > 1
         # Epoch totals only: no host sync per step; the cross-rank reduction happens once per epoch.
         # mse: a batch-size-weighted mean of per-sample squared errors = (1/n) sum_i ||err_i||^2 exactly.
-        self.log(f"{stage}/sse", sse, on_step=False, on_epoch=True, reduce_fx="sum", sync_dist=sync,
-                 batch_size=bs)
-        self.log(f"{stage}/mse", sq / bs, on_step=False, on_epoch=True, reduce_fx="mean", sync_dist=sync,
-                 batch_size=bs)
+        opts = dict(on_step=False, on_epoch=True, sync_dist=sync, batch_size=bs, add_dataloader_idx=False)
+        self.log(f"{stage}/sse", sse, reduce_fx="sum", **opts)
+        self.log(f"{stage}/mse", sq / bs, reduce_fx="mean", **opts)
         if self.num_classes:  # one-hot regression of a classification task: accuracy too
             hits = (pred.argmax(dim=1) == y.argmax(dim=1)).float().sum()
-            self.log(f"{stage}/acc", hits / bs, on_step=False, on_epoch=True, reduce_fx="mean", sync_dist=sync,
-                     batch_size=bs)
+            self.log(f"{stage}/acc", hits / bs, reduce_fx="mean", **opts)
         return sse
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train") * self.trainer.world_size
 
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
+    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        # the validation loop may also run the test split every epoch (data.test_every_epoch)
+        self._step(batch, self.trainer.datamodule.eval_splits[dataloader_idx])
 
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")

@@ -38,6 +38,11 @@ class GReLUToReLUModule(GReLUModule):
             return ReLUMLP.forward(self.net, x)
         return super().predict_batch(x, index, stage)
 
+    def trace(self, x):
+        if bool(self.switched):  # after the switch the probes see the ReLU net and its moving patterns
+            return ReLUMLP.trace(self.net, x.to(self.net.C.dtype))
+        return super().trace(x)
+
     def on_train_epoch_start(self):
         if not bool(self.switched) and self.current_epoch >= self.switch_epoch:
             self.switch_to_relu()

@@ -59,9 +59,11 @@ def positive_null_vector(B: torch.Tensor, iters: int = 2000) -> torch.Tensor:
 
 
 def _solve_psd(G: torch.Tensor, R: torch.Tensor, ridge: float) -> torch.Tensor:
-    """Solve (G + ridge I) X = R for PSD G; minimum-norm pseudo-inverse solution if singular."""
+    """Solve (G + lambda I) X = R for PSD G, lambda = ridge * mean(diag G) (scale-free);
+    minimum-norm pseudo-inverse solution if singular."""
     if ridge > 0:
-        G = G + ridge * torch.eye(G.shape[0], dtype=G.dtype, device=G.device)
+        lam = ridge * G.diagonal().mean()
+        G = G + lam * torch.eye(G.shape[0], dtype=G.dtype, device=G.device)
     L, info = torch.linalg.cholesky_ex(G)
     if int(info) == 0:
         X = torch.cholesky_solve(R, L)

@@ -59,6 +59,17 @@ class ReLUMLP(nn.Module):
             h = torch.relu(h @ W.T)
         return h @ self.B.T
 
+    @torch.no_grad()
+    def trace(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per trained layer: (pre-activation W_k h_{k-1}, activation pattern). For probes."""
+        h = torch.relu(x @ self.C.T)
+        out = []
+        for W in self.W:
+            pre = h @ W.T
+            out.append((pre, pre > 0))
+            h = torch.relu(pre)
+        return out
+
 
 class GReLUMLP(ReLUMLP):
     """A ReLU MLP whose activation pattern is fixed by a frozen gate path (Psi, C).
@@ -121,3 +132,13 @@ class GReLUMLP(ReLUMLP):
         for W, D in zip(self.W, masks):
             h = (h @ W.T) * D
         return h @ self.B.T
+
+    @torch.no_grad()
+    def trace(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per trained layer: (value before the gate W_k h_{k-1}, the fixed gate D_k)."""
+        out, h = [], torch.relu(x @ self.C.T)
+        for W, D in zip(self.W, self.gates(x)):
+            pre = h @ W.T
+            out.append((pre, D))
+            h = pre * D
+        return out

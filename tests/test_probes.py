@@ -1,0 +1,135 @@
+"""Training-dynamics probes: each value checked against a direct computation."""
+
+import csv
+import math
+
+import pytest
+import torch
+
+from conftest import TINY, compose_cfg
+from lightning_grelu.data import AckleyDataModule
+from lightning_grelu.nets import GReLUMLP, ReLUMLP
+from lightning_grelu.train import train
+
+DYN = "callbacks=[default,probes,dynamics]"
+
+
+def rows(run_dir):
+    return list(csv.DictReader(open(run_dir / "metrics.csv")))
+
+
+def test_grelu_patterns_never_move_and_relu_patterns_do(tmp_path):
+    g = train(compose_cfg(tmp_path / "g", *TINY, "model=grelu", DYN, "data.n_val=16", "model.lr=3e-4",
+                          "trainer.max_epochs=10"))
+    r = train(compose_cfg(tmp_path / "r", *TINY, "model=relu", DYN, "data.n_val=16", "model.lr=3e-4",
+                          "trainer.max_epochs=10"))
+    assert all(float(row["probe/hamming"]) == 0.0 for row in rows(tmp_path / "g"))
+    assert g["probe/hamming"] == 0.0
+    assert sum(float(row["probe/hamming"]) for row in rows(tmp_path / "r")) > 0  # a high lr moves ReLU patterns
+    assert r["status"] == "completed"
+
+
+def test_hamming_dead_and_pre_mean_match_a_direct_computation(tmp_path):
+    run = tmp_path / "run"
+    train(compose_cfg(run, *TINY, "model=relu", DYN, "data.n_val=16", "model.lr=3e-4", "trainer.max_epochs=6",
+                      "callbacks.model_checkpoint.every_n_epochs=1", "callbacks.model_checkpoint.save_top_k=-1"))
+    dm = AckleyDataModule(n=10, d=10, n_val=16)
+    dm.setup()
+    x = dm.splits["val"].x
+
+    def net_at(epoch):
+        sd = torch.load(run / "checkpoints" / f"epoch{epoch:04d}.ckpt", weights_only=False)["state_dict"]
+        net = ReLUMLP(10, 1, 200, 2)
+        net.load_state_dict({k[4:]: v for k, v in sd.items() if k.startswith("net.")})
+        return net
+
+    row = rows(run)[4]
+    assert int(row["epoch"]) == 4
+    before, after = net_at(3).trace(x), net_at(4).trace(x)
+    for k in (1, 2):
+        (_, p0), (pre, p1) = before[k - 1], after[k - 1]
+        assert float(row[f"probe/hamming_l{k}"]) == pytest.approx((p0 != p1).float().mean().item(), abs=1e-7)
+        assert float(row[f"probe/dead_l{k}"]) == pytest.approx((~p1.any(dim=0)).float().mean().item(), abs=1e-7)
+        assert float(row[f"probe/pre_mean_l{k}"]) == pytest.approx(pre.mean().item(), rel=1e-5, abs=1e-7)
+
+
+def test_gradient_temporal_difference_by_hand(tmp_path):
+    lr = 3e-5
+    train(compose_cfg(tmp_path / "run", *TINY, "model=relu", DYN, f"model.lr={lr}", "trainer.max_epochs=3"))
+    dm = AckleyDataModule(n=10, d=10)
+    dm.setup()
+    x, y = dm.splits["train"].x, dm.splits["train"].y
+    net = ReLUMLP(10, 1, 200, 2, seed=0)
+
+    def grads():
+        net.zero_grad()
+        (0.5 * ((net(x) - y) ** 2).sum()).backward()
+        return [W.grad.clone() for W in net.W]
+
+    g0 = grads()
+    with torch.no_grad():
+        for W, g in zip(net.W, g0):
+            W -= lr * g
+    g1 = grads()
+    want = math.sqrt(sum(((a - b) ** 2).sum().item() for a, b in zip(g1, g0)))
+    r = rows(tmp_path / "run")
+    assert r[0]["probe/grad_diff"] in ("", None)  # step 0 has no predecessor
+    assert float(r[1]["probe/grad_diff"]) == pytest.approx(want, rel=1e-4)  # full batch: epoch 1 = step 1
+
+
+def test_time_to_target_fires_at_the_right_step_and_can_stop_there(tmp_path):
+    train(compose_cfg(tmp_path / "free", *TINY, "trainer.max_epochs=60", "eps=null"))
+    sse = [float(r["train/sse"]) for r in rows(tmp_path / "free")]
+    k = 25
+    eps = (sse[k] + sse[k - 1]) / 2  # reached first after k steps
+    s = train(compose_cfg(tmp_path / "t", *TINY, "trainer.max_epochs=60", f"eps={eps}"))
+    assert s["steps_to_eps"] == k and s["epochs_to_eps"] == k and s["seconds_to_eps"] > 0
+    assert s["steps"] == 60
+    stopped = train(compose_cfg(tmp_path / "s", *TINY, "trainer.max_epochs=60", f"eps={eps}", "stop_at_eps=true"))
+    assert stopped["steps_to_eps"] == k and stopped["steps"] == k + 1  # that epoch's step was already taken
+    rel = train(compose_cfg(tmp_path / "rel", *TINY, "trainer.max_epochs=60", f"eps={eps / sse[0]}",
+                            "eps_relative=true"))
+    assert rel["steps_to_eps"] == k
+
+
+def test_probes_off_add_no_forward_passes(tmp_path, monkeypatch):
+    calls = {"forward": 0, "trace": 0, "gates": 0}
+    for name, cls in (("forward", GReLUMLP), ("trace", GReLUMLP)):
+        original = getattr(cls, name)
+
+        def counted(self, *a, _orig=original, _name=name, **k):
+            calls[_name] += 1
+            return _orig(self, *a, **k)
+        monkeypatch.setattr(cls, name, counted)
+    s = train(compose_cfg(tmp_path / "off", *TINY, "model=grelu", "callbacks=none", "trainer.max_epochs=12"))
+    # one forward per step, plus the initial and the final evaluation of the training set
+    assert calls == {"forward": s["steps"] + 2, "trace": 0, "gates": 0}
+    calls.update(forward=0, trace=0)
+    train(compose_cfg(tmp_path / "on", *TINY, "model=grelu", "callbacks=[dynamics]", "trainer.max_epochs=12"))
+    assert calls["trace"] == 12 + 1 and calls["forward"] == 12 + 2
+
+
+def test_throughput_counts_samples_and_model_flops(tmp_path):
+    from lightning_grelu.callbacks import model_flops_per_sample
+    s = train(compose_cfg(tmp_path / "run", *TINY, "callbacks=[probes]", "trainer.max_epochs=5"))
+    r = rows(tmp_path / "run")[-1]
+    per_sample = model_flops_per_sample(10, 1, 200, 2)
+    assert per_sample == 2 * 10 * 200 + 2 * 200 + 2 * 200 + 2 * 2 * 200 * 200 * 3 - 2 * 200 * 200
+    sps = float(r["probe/samples_per_s"])
+    assert sps == pytest.approx(10 / float(r["probe/epoch_seconds"]), rel=1e-4)
+    assert float(r["probe/model_tflops"]) == pytest.approx(sps * per_sample / 1e12, rel=1e-4)
+    assert s["probe/samples_per_s"] > 0
+
+
+def test_switch_report_and_probes_follow_the_relu_net(tmp_path):
+    s = train(compose_cfg(tmp_path / "run", *TINY, "model=grelu_to_relu", DYN, "data.n_val=16", "model.lr=1e-4",
+                          "trainer.max_epochs=12", "model.switch_epoch=6"))
+    assert s["status"] == "completed"
+    r = rows(tmp_path / "run")
+    ham = [float(row["probe/hamming"]) for row in r]
+    assert all(h == 0 for h in ham[:6])  # GReLU: fixed
+    assert sum(ham[6:]) > 0  # after the switch, ReLU patterns (and the gate->ReLU change itself)
+    for key in ("switch/sse_before", "switch/sse_after", "switch/rel_jump", "switch/rel_residual_l1",
+                "switch/rel_residual_l2", "switch/gate_agreement_l1", "switch/gate_agreement"):
+        assert key in s
+    assert s["switch/sse_after"] == pytest.approx(s["switch/sse_before"], rel=1e-3)
