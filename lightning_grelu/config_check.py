@@ -51,6 +51,12 @@ def validate(cfg: DictConfig) -> None:
     if "d" in d:
         _int_at_least(d, "data.d", 1)
     _int_at_least(d, "data.batch_size", 1, allow_none=True)
+    inner = m.get("inner_steps", 1)
+    if isinstance(inner, bool) or not isinstance(inner, int) or inner < 1:
+        raise ConfigError(f"model.inner_steps must be an integer >= 1, got {inner!r}")
+    if inner > 1 and d.get("batch_size") is not None:
+        raise ConfigError(f"model.inner_steps={inner} needs full-batch data (data.batch_size=null); "
+                          "with mini-batches it would repeat each batch")
     eps = cfg.get("eps")
     if eps is not None and (isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps < 0):
         raise ConfigError(f"eps must be a number >= 0 or null, got {eps!r}")

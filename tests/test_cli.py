@@ -37,6 +37,8 @@ BAD = [
     (["trainer.max_epochs=0"], "trainer.max_epochs"),
     (["ckpt_path=/no/such.ckpt"], "ckpt_path"),
     (["model.gate_init=sideways"], "model.gate_init"),
+    (["model.inner_steps=4", "data.batch_size=5"], "needs full-batch data"),
+    (["data=synthetic", "data.d_in=0"], "data.d_in"),
 ]
 
 

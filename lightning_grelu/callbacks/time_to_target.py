@@ -24,9 +24,13 @@ class TimeToTarget(L.Callback):
         self.target: float | None = None
         self._t0 = time.perf_counter()
         self._elapsed_before = 0.0  # wall time of earlier sessions of a resumed run
+        self._epoch_start_step = 0
 
     def on_train_start(self, trainer, pl_module):
         self._t0 = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._epoch_start_step = trainer.global_step
 
     def on_train_epoch_end(self, trainer, pl_module):
         if self.eps is None or self.step is not None:
@@ -39,8 +43,9 @@ class TimeToTarget(L.Callback):
             base = initial if (self.relative and initial is not None) else (float(sse) if self.relative else 1.0)
             self.target = self.eps * base if self.relative else self.eps
         if float(sse) <= self.target:
+            # one batch per epoch: the epoch's loss was measured before its first (inner) step
             one_batch = trainer.num_training_batches == 1
-            self.step = trainer.global_step - 1 if one_batch else trainer.global_step
+            self.step = self._epoch_start_step if one_batch else trainer.global_step
             self.epoch = trainer.current_epoch
             self.seconds = self._elapsed_before + time.perf_counter() - self._t0
             pl_module.log("probe/steps_to_eps", float(self.step))

@@ -17,7 +17,8 @@ OPTIMIZERS = ("sgd", "adam")
 
 class RegressionModule(L.LightningModule):
     def __init__(self, d_in: int, d_out: int, width: int, depth: int, lr: float = 1e-3, optimizer: str = "sgd",
-                 momentum: float = 0.0, weight_decay: float = 0.0, train_io: bool = False, init_seed: int = 0):
+                 momentum: float = 0.0, weight_decay: float = 0.0, train_io: bool = False, init_seed: int = 0,
+                 inner_steps: int = 1):
         super().__init__()
         if not isinstance(width, int) or width < 1:
             raise ValueError(f"model.width must be an integer >= 1, got {width!r}")
@@ -27,8 +28,15 @@ class RegressionModule(L.LightningModule):
             raise ValueError(f"model.lr must be > 0, got {lr!r}")
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"model.optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        if not isinstance(inner_steps, int) or inner_steps < 1:
+            raise ValueError(f"model.inner_steps must be an integer >= 1, got {inner_steps!r}")
         self.save_hyperparameters()
         self.net = self.build_net()
+        # Full-batch GD on small nets is dominated by per-step framework overhead: take
+        # `inner_steps` optimizer steps on the same (whole) batch per Lightning step. The iterates
+        # are exactly those of plain GD; each epoch logs the loss at its first inner step.
+        self.inner_steps = inner_steps
+        self.automatic_optimization = inner_steps == 1
 
     num_classes: int | None = None
 
@@ -68,7 +76,24 @@ class RegressionModule(L.LightningModule):
         return sse
 
     def training_step(self, batch, batch_idx):
-        return self._step(batch, "train") * self.trainer.world_size
+        if self.automatic_optimization:
+            return self._step(batch, "train") * self.trainer.world_size
+        opt = self.optimizers()
+        for i in range(self.inner_steps):
+            sse = self._step(batch, "train") if i == 0 else self._sse(batch)
+            opt.zero_grad(set_to_none=True)
+            self.manual_backward(sse * self.trainer.world_size)
+            opt.step()
+
+    def _sse(self, batch) -> torch.Tensor:
+        x, y, index = batch
+        err = self.predict_batch(x, index, "train").float() - y.float()
+        return 0.5 * (err * err).sum()
+
+    def on_train_start(self):
+        if self.inner_steps > 1 and self.trainer.num_training_batches != 1:
+            raise ValueError(f"model.inner_steps={self.inner_steps} needs full-batch data (one batch per epoch, "
+                             "data.batch_size=null); with mini-batches it would repeat each batch")
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         # the validation loop may also run the test split every epoch (data.test_every_epoch)

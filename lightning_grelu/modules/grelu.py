@@ -25,6 +25,7 @@ class GReLUModule(RegressionModule):
         self.save_hyperparameters()
         self.cache_gates = cache_gates
         self.gate_cache: GateCache | None = None
+        self._last_index, self._last_masks = None, None
 
     def build_net(self):
         hp = self.hparams
@@ -34,13 +35,16 @@ class GReLUModule(RegressionModule):
                         gate_init=self._gate_init)
 
     def on_train_start(self):
+        super().on_train_start()
         dm = self.trainer.datamodule
         if self.cache_gates and dm is not None and not dm.augmented:
             self.gate_cache = GateCache.build(self.net, dm.train_inputs())
 
     def predict_batch(self, x, index, stage):
         if stage == "train" and index is not None and self.gate_cache is not None:
-            return self.net(x, self.gate_cache.lookup(index))
+            if index is not self._last_index:  # inner steps reuse one batch: unpack its gates once
+                self._last_index, self._last_masks = index, self.gate_cache.lookup(index)
+            return self.net(x, self._last_masks)
         return self.net(x)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from lightning_grelu.modules.base import RegressionModule
 from lightning_grelu.modules.grelu import GReLUModule
 from lightning_grelu.nets import ReLUMLP, grelu_to_relu
 
@@ -30,7 +31,9 @@ class GReLUToReLUModule(GReLUModule):
             self.switch_epoch = max(self.trainer.max_epochs // 2, 1)
 
     def on_train_start(self):
-        if not bool(self.switched):
+        if bool(self.switched):  # resumed after the switch: no gates to cache
+            RegressionModule.on_train_start(self)
+        else:
             super().on_train_start()
 
     def predict_batch(self, x, index, stage):
@@ -62,6 +65,7 @@ class GReLUToReLUModule(GReLUModule):
             mine.copy_(solved)
         self.switched.fill_(True)
         self.gate_cache = None
+        self._last_index = self._last_masks = None
         for opt in self.trainer.optimizers:
             opt.state.clear()
         after = self.evaluate(x, y)

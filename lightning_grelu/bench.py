@@ -1,0 +1,281 @@
+"""``grelu-bench``: time the suite's real training path against a plain PyTorch loop, in one run.
+
+Suite path: the LightningModule inside a Lightning Trainer with the callbacks every run has (run
+record, time to target, divergence guard, throughput), fed by the suite's device-tensor batches.
+Plain path: the same network and batches, with a hand-written SGD loop. Both are timed over
+``repeats`` windows of ``steps`` steps after ``warmup`` steps, synchronising the device only at
+window edges; the median window gives the step time. A matmul measured in the same run gives the
+ceiling that model TFLOP/s are compared with.
+
+    grelu-bench --case cifar_d6_w10k_b4096 --precision bf16-mixed      # on a GPU
+    grelu-bench --case tiny --device cpu                               # anywhere, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+# name: (width, depth, batch, d_in, d_out, batches_per_epoch); the first four mirror the reference loop
+CASES = {
+    "cifar_d6_w10k": (10000, 6, 1024, 3072, 10, 8),
+    "cifar_d6_w10k_b4096": (10000, 6, 4096, 3072, 10, 4),
+    "sgemm_d10_w4096": (4096, 10, 4096, 14, 4, 4),
+    "theory_width": (40000, 4, 100, 200, 1, 1),  # Ackley at m = n^2 L, full batch
+    "small_fullbatch": (1000, 4, 100, 200, 1, 1),  # where per-step overhead dominates
+    "tiny": (64, 2, 32, 16, 2, 2),  # CPU smoke size
+}
+MODES = ("relu", "grelu", "grelu_recompute")
+
+
+@dataclass
+class Result:
+    case: str
+    mode: str
+    precision: str
+    device: str
+    width: int
+    depth: int
+    batch: int
+    inner_steps: int
+    suite_ms: float
+    plain_ms: float
+    suite_over_plain: float
+    samples_per_s: float
+    model_tflops: float
+    plain_model_tflops: float
+    ceiling_tflops: float
+    frac_of_ceiling: float
+    suite_peak_gb: float | None
+    plain_peak_gb: float | None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_gb(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def matmul_ceiling(device: torch.device, precision: str) -> float:
+    """Dense matmul TFLOP/s on this device in the training precision (the ceiling)."""
+    n = 8192 if device.type == "cuda" else 1024
+    dtype = torch.bfloat16 if (precision.startswith("bf16") and device.type == "cuda") else torch.float32
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    times = []
+    for i in range(8):
+        _sync(device)
+        t = time.perf_counter()
+        a @ b
+        _sync(device)
+        if i >= 2:
+            times.append(time.perf_counter() - t)
+    return 2 * n**3 / statistics.median(times) / 1e12
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision.startswith("bf16"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _net_and_module(mode: str, d_in: int, d_out: int, width: int, depth: int, lr: float, inner_steps: int = 1):
+    from lightning_grelu.modules import GReLUModule, ReLUModule
+
+    if mode == "relu":
+        return ReLUModule(d_in=d_in, d_out=d_out, width=width, depth=depth, lr=lr, inner_steps=inner_steps)
+    return GReLUModule(d_in=d_in, d_out=d_out, width=width, depth=depth, lr=lr, inner_steps=inner_steps,
+                       cache_gates=(mode == "grelu"))
+
+
+def time_plain(mode, dm, width, depth, lr, precision, device, warmup, steps, repeats) -> tuple[float, float | None]:
+    """The same step as the suite's, in a plain loop: batches by index, cached or recomputed gates."""
+    from lightning_grelu.nets import GateCache
+
+    module = _net_and_module(mode, dm.d_in, dm.d_out, width, depth, lr).to(device)
+    net = module.net
+    _reset_peak(device)
+    x, y = dm.splits["train"].x.to(device), dm.splits["train"].y.to(device)
+    cache = GateCache.build(net, x) if mode == "grelu" else None
+    opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=lr)
+    bs = dm.batch_size or x.shape[0]
+    order = torch.arange(x.shape[0], device=device)
+    batches = [order[i:i + bs] for i in range(0, x.shape[0], bs)]
+
+    def step(i):
+        idx = batches[i % len(batches)]
+        with _autocast(device, precision):
+            pred = net(x[idx], cache.lookup(idx)) if cache is not None else net(x[idx])
+            loss = 0.5 * ((pred.float() - y[idx]) ** 2).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for i in range(warmup):
+        step(i)
+    windows = []
+    for r in range(repeats):
+        _sync(device)
+        t = time.perf_counter()
+        for i in range(steps):
+            step(i)
+        _sync(device)
+        windows.append((time.perf_counter() - t) / steps)
+    return statistics.median(windows), _peak_gb(device)
+
+
+def time_suite(mode, dm, width, depth, lr, precision, device, warmup, steps, repeats,
+               inner_steps: int = 1) -> tuple[float, float | None]:
+    import lightning as L
+
+    from lightning_grelu.callbacks import DivergenceGuard, RunRecord, Throughput, TimeToTarget
+
+    marks: list[tuple[float, int]] = []  # (time, optimizer steps so far) at window edges
+
+    class WindowTimer(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            step = trainer.global_step  # optimizer steps (several per batch with inner steps)
+            if step >= warmup + steps * len(marks):
+                _sync(device)
+                marks.append((time.perf_counter(), step))
+
+    module = _net_and_module(mode, dm.d_in, dm.d_out, width, depth, lr, inner_steps)
+    _reset_peak(device)
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = L.Trainer(accelerator=device.type if device.type == "cuda" else "cpu", devices=1,
+                            precision=precision, max_steps=warmup + steps * repeats, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            num_sanity_val_steps=0, default_root_dir=run_dir,
+                            callbacks=[RunRecord(run_dir), TimeToTarget(1e-3), DivergenceGuard(), Throughput(),
+                                       WindowTimer()])
+        trainer.fit(module, datamodule=dm)
+    windows = [(tb - ta) / (sb - sa) for (ta, sa), (tb, sb) in zip(marks, marks[1:])]
+    return statistics.median(windows), _peak_gb(device)
+
+
+def run_case(case: str, modes, precision: str, device: torch.device, warmup: int, steps: int, repeats: int,
+             lr: float = 1e-6, dims=None, inner_steps: int = 1) -> list[Result]:
+    from lightning_grelu.callbacks import model_flops_per_sample
+    from lightning_grelu.data.synthetic import SyntheticDataModule
+
+    width, depth, batch, d_in, d_out, per_epoch = dims or CASES[case]
+    ceiling = matmul_ceiling(device, precision)
+    results = []
+    for mode in modes:
+        dm = SyntheticDataModule(n=batch * per_epoch, d_in=d_in, d_out=d_out, batch_size=batch, shuffle=False)
+        dm.setup()
+        flops = model_flops_per_sample(d_in, d_out, width, depth) * batch
+        suite, suite_peak = time_suite(mode, dm, width, depth, lr, precision, device, warmup, steps, repeats,
+                                       inner_steps if per_epoch == 1 else 1)
+        plain, plain_peak = time_plain(mode, dm, width, depth, lr, precision, device, warmup, steps, repeats)
+        tflops = flops / suite / 1e12
+        inner = inner_steps if per_epoch == 1 else 1
+        results.append(Result(case, mode, precision, device.type, width, depth, batch, inner, suite * 1e3, plain * 1e3,
+                              suite / plain, batch / suite, tflops, flops / plain / 1e12, ceiling,
+                              tflops / ceiling, suite_peak, plain_peak))
+    return results
+
+
+def hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def write_results(out: Path, results: list[Result], argv: str, device: torch.device, reference: list[dict]):
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"command": argv, "commit": commit(), "hardware": hardware(device), "torch": torch.__version__,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    lines = [json.dumps({"kind": "meta", **meta})] + [json.dumps({"kind": "bench", **asdict(r)}) for r in results]
+    lines += [json.dumps({"kind": "reference", **r}) for r in reference]
+    name = f"{results[0].case}_{results[0].precision}_inner{results[0].inner_steps}.jsonl"
+    tmp = out / (name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(out / name)  # atomic: an interrupted run leaves the previous file
+
+
+def print_table(results: list[Result]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="grelu-bench (suite = Lightning path, plain = hand-written loop; medians)")
+    cols = ["case", "mode", "precision", "inner_steps", "suite_ms", "plain_ms", "suite_over_plain", "samples_per_s",
+            "model_tflops", "frac_of_ceiling", "ceiling_tflops", "suite_peak_gb", "plain_peak_gb"]
+    for c in cols:
+        table.add_column(c)
+    for r in results:
+        d = asdict(r)
+        table.add_row(*[f"{d[c]:.4g}" if isinstance(d[c], float) else str(d[c]) for c in cols])
+    Console(width=200).print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import logging
+    import sys
+    import warnings
+
+    p = argparse.ArgumentParser(prog="grelu-bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--case", default="tiny", choices=sorted(CASES))
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    p.add_argument("--precision", default=None, help="default: bf16-mixed on GPU, 32-true on CPU")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--inner-steps", type=int, default=1, help="model.inner_steps for full-batch cases")
+    p.add_argument("--out", default=None, help="write <case>_<precision>.jsonl here (e.g. results/speed/paper)")
+    p.add_argument("--reference", default=None, help="also run this reference script (e.g. gpu_anchor.py) "
+                   "and store its JSON lines beside ours")
+    args = p.parse_args(argv)
+    if min(args.warmup, args.steps, args.repeats, args.inner_steps) < 1:
+        p.error("--warmup, --steps, --repeats and --inner-steps must be >= 1")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device is visible here")
+    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+                          else "cpu")
+    precision = args.precision or ("bf16-mixed" if device.type == "cuda" else "32-true")
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
+    results = run_case(args.case, args.modes, precision, device, args.warmup, args.steps, args.repeats,
+                       inner_steps=args.inner_steps)
+    print_table(results)
+    reference = []
+    if args.reference:
+        out = subprocess.run([sys.executable, args.reference], capture_output=True, text=True)
+        reference = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+        print(f"reference {args.reference}: {len(reference)} records")
+    if args.out:
+        write_results(Path(args.out), results, "grelu-bench " + " ".join(sys.argv[1:] if argv is None else argv),
+                      device, reference)
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Speed paths give the same numbers as the simple paths (CPU, small sizes, fp32), and grelu-bench
+runs at a tiny size and reports every field."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import TINY, compose_cfg
+from lightning_grelu.bench import Result
+from lightning_grelu.train import train
+
+
+@pytest.mark.parametrize("model", ["relu", "grelu", "grelu_to_relu"])
+def test_inner_steps_take_exactly_the_same_gd_steps(tmp_path, model):
+    one = train(compose_cfg(tmp_path / "one", *TINY, f"model={model}", "trainer.max_epochs=40"))
+    five = train(compose_cfg(tmp_path / "five", *TINY, f"model={model}", "model.inner_steps=5",
+                             "trainer.max_epochs=8", "model.switch_epoch=4" if model == "grelu_to_relu" else "seed=0"))
+    assert five["steps"] == one["steps"] == 40
+    assert five["train/sse"] == pytest.approx(one["train/sse"], rel=1e-5)
+    assert five["initial/train_sse"] == one["initial/train_sse"]
+
+
+def test_inner_steps_resolution_of_steps_to_eps(tmp_path):
+    one = train(compose_cfg(tmp_path / "one", *TINY, "trainer.max_epochs=60", "eps=1.0"))
+    five = train(compose_cfg(tmp_path / "five", *TINY, "model.inner_steps=5", "trainer.max_epochs=12", "eps=1.0"))
+    k = one["steps_to_eps"]
+    assert five["steps_to_eps"] == 5 * -(-k // 5)  # the first multiple of 5 at or after k
+
+
+def test_inner_steps_refuse_mini_batches(tmp_path):
+    s = None
+    from lightning_grelu.errors import ConfigError
+    with pytest.raises(ConfigError, match="needs full-batch data"):
+        s = train(compose_cfg(tmp_path / "run", *TINY, "model.inner_steps=3", "data.batch_size=4"))
+    assert s is None
+
+
+def test_grelu_bench_runs_on_cpu_and_reports_every_field(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "lightning_grelu.bench", "--case", "tiny", "--device", "cpu",
+                          "--warmup", "2", "--steps", "3", "--repeats", "2", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for column in ("suite_ms", "plain_ms", "suite_over_plain", "samples_per_s", "model_tflops", "frac_of_ceiling"):
+        assert column in out.stdout
+    lines = [json.loads(line) for line in (tmp_path / "tiny_32-true_inner1.jsonl").read_text().splitlines()]
+    meta, rows = lines[0], [r for r in lines if r["kind"] == "bench"]
+    assert meta["kind"] == "meta" and meta["hardware"] and meta["commit"] and meta["command"].startswith("grelu-bench")
+    assert [r["mode"] for r in rows] == ["relu", "grelu", "grelu_recompute"]
+    fields = set(Result.__dataclass_fields__)
+    for r in rows:
+        assert fields <= set(r)
+        assert r["suite_ms"] > 0 and r["plain_ms"] > 0 and r["ceiling_tflops"] > 0
+        assert r["suite_over_plain"] == pytest.approx(r["suite_ms"] / r["plain_ms"], rel=1e-9)
+        assert r["samples_per_s"] == pytest.approx(r["batch"] / (r["suite_ms"] / 1e3), rel=1e-9)
+
+
+def test_grelu_bench_rejects_bad_arguments():
+    out = subprocess.run([sys.executable, "-m", "lightning_grelu.bench", "--steps", "0"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2 and "--steps" in out.stderr
