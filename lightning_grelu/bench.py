@@ -218,6 +218,30 @@ def write_results(out: Path, results: list[Result], argv: str, device: torch.dev
     tmp = out / (name + ".tmp")
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(out / name)  # atomic: an interrupted run leaves the previous file
+    write_readme(out)
+
+
+def write_readme(out: Path) -> None:
+    """``README.md`` of a results folder, rebuilt from every .jsonl in it (never typed by hand)."""
+    cols = ["case", "mode", "precision", "inner_steps", "suite_ms", "plain_ms", "suite_over_plain", "samples_per_s",
+            "model_tflops", "frac_of_ceiling", "suite_peak_gb"]
+    text = ["# grelu-bench results", "", "Written by `grelu-bench --out` from the .jsonl files beside this file; "
+            "suite = the Lightning training path, plain = a hand-written loop of the same net, same run.", ""]
+    for path in sorted(out.glob("*.jsonl")):
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        meta = next((r for r in records if r["kind"] == "meta"), {})
+        text += [f"## {path.name}", "", f"`{meta.get('command')}` at commit `{meta.get('commit')}` on "
+                 f"{meta.get('hardware')} (torch {meta.get('torch')}), {meta.get('date')}", "",
+                 "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        for r in (r for r in records if r["kind"] == "bench"):
+            text.append("| " + " | ".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
+        refs = [r for r in records if r["kind"] == "reference"]
+        if refs:
+            text += ["", f"Reference loop in the same run: {len(refs)} records (see the .jsonl)."]
+        text.append("")
+    tmp = out / "README.md.tmp"
+    tmp.write_text("\n".join(text))
+    tmp.replace(out / "README.md")
 
 
 def print_table(results: list[Result]) -> None:

@@ -48,6 +48,8 @@ def test_grelu_bench_runs_on_cpu_and_reports_every_field(tmp_path):
     meta, rows = lines[0], [r for r in lines if r["kind"] == "bench"]
     assert meta["kind"] == "meta" and meta["hardware"] and meta["commit"] and meta["command"].startswith("grelu-bench")
     assert [r["mode"] for r in rows] == ["relu", "grelu", "grelu_recompute"]
+    readme = (tmp_path / "README.md").read_text()
+    assert "tiny_32-true_inner1.jsonl" in readme and meta["commit"] in readme and "grelu_recompute" in readme
     fields = set(Result.__dataclass_fields__)
     for r in rows:
         assert fields <= set(r)
