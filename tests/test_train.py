@@ -111,6 +111,18 @@ def test_cached_gates_train_exactly_like_recomputed_gates(tmp_path):
     assert a["train/sse"] == b["train/sse"]
 
 
+def test_gates_from_a_trained_relu_run_start_where_relu_ended(tmp_path):
+    from conftest import compose_cfg
+    ckpt_args = ["callbacks=default", "callbacks.model_checkpoint.every_n_epochs=30"]
+    relu = train(compose_cfg(tmp_path / "relu", *TINY, "model=relu", *ckpt_args))
+    ckpt = tmp_path / "relu" / "checkpoints" / "last.ckpt"
+    g = train(compose_cfg(tmp_path / "g", *TINY, "model=grelu", "model.gate_init=from_relu",
+                          f"model.relu_checkpoint={ckpt}", "trainer.max_epochs=5"))
+    # the GReLU net with the ReLU net's frozen patterns computes exactly the trained ReLU net
+    assert g["initial/train_sse"] == pytest.approx(relu["train/sse"], rel=1e-5)
+    assert g["train/sse"] < g["initial/train_sse"]
+
+
 def test_bf16_mixed(cfg_for):
     s = train(cfg_for(*TINY, "trainer.precision=bf16-mixed"))
     assert s["status"] == "completed" and s["train/sse"] < 0.5 * s["initial/train_sse"]
@@ -140,6 +152,9 @@ def test_wandb_offline_run_is_syncable_and_holds_metrics(cfg_for, tmp_path, monk
     keys = history_keys(files[0])
     assert {"train/sse", "train/mse"} <= keys
     assert {"model", "data", "seed"} <= config_keys(files[0])  # the resolved config, as plain data
+    from wandb_records import records
+    step_metrics = {r.metric.step_metric for r in records(files[0]) if r.WhichOneof("record_type") == "metric"}
+    assert "trainer/global_step" in step_metrics  # every metric has a defined x-axis
     out = subprocess.run([sys.executable, "-m", "wandb", "sync", "--dry-run", runs[0]], capture_output=True,
                          text=True, timeout=120)
     assert "Would sync 1 run" in out.stdout + out.stderr
