@@ -39,17 +39,18 @@ def records(path) -> list:
     return out
 
 
-def history_keys(path) -> set[str]:
+def _keys(path, record_type: str, field: str) -> set[str]:
     keys = set()
     for r in records(path):
-        if r.WhichOneof("record_type") == "history":
-            keys.update(item.key or "/".join(item.nested_key) for item in r.history.item)
+        if r.WhichOneof("record_type") == record_type:
+            items = getattr(getattr(r, record_type), field)
+            keys.update(i.key or "/".join(i.nested_key) for i in items)
     return keys
+
+
+def history_keys(path) -> set[str]:
+    return _keys(path, "history", "item")
 
 
 def config_keys(path) -> set[str]:
-    keys = set()
-    for r in records(path):
-        if r.WhichOneof("record_type") == "config":
-            keys.update(u.key or "/".join(u.nested_key) for u in r.config.update)
-    return keys
+    return _keys(path, "config", "update")
