@@ -1,0 +1,66 @@
+"""``grelu-sweep``: one sweep worker. Start it once for one worker, N times (same sweep, same
+storage) for N workers on one machine or many; a re-started worker resumes the study.
+
+    grelu-sweep sweep=ackley_width_lr
+    grelu-sweep sweep=ackley_width_lr sweep.storage=journal:///shared/fs/study.log     # many machines
+    grelu-sweep sweep=ackley_width_lr sweep.storage=postgresql://user@host/optuna      # a cluster
+
+Exit codes: 0 done, 2 bad sweep spec (nothing ran).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from lightning_grelu.config_check import CONF_DIR, validate
+from lightning_grelu.errors import EXIT_CONFIG, ConfigError
+
+
+def load_spec(overrides: list[str]):
+    from lightning_grelu.sweeps.spec import parse
+
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            node = OmegaConf.to_container(compose("sweep_root", overrides=overrides).sweep, resolve=True)
+    except Exception as e:  # unknown sweep name or key
+        raise ConfigError(f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
+    spec = parse(node)
+    check_trial_config(spec)
+    return spec
+
+
+def check_trial_config(spec) -> None:
+    """Compose one trial's config (each parameter at its low end / first choice) before any trial runs,
+    so that an unknown key or a bad base fails now, in one line."""
+    from lightning_grelu.sweeps.run_trial import compose_trial
+
+    sample = [f"{p.name}={(p.choices or p.grid or [p.low])[0] if p.type != 'int' else int(p.low)}" for p in spec.space]
+    try:
+        cfg = compose_trial("/tmp/unused", [*spec.base, *sample])
+    except Exception as e:
+        raise ConfigError(f"sweep: a trial's config does not compose: {str(e).splitlines()[0]}") from None
+    validate(cfg)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from rich.console import Console
+
+    args = sys.argv[1:] if argv is None else argv
+    console = Console(stderr=False, soft_wrap=True, highlight=False)
+    try:
+        spec = load_spec(args)
+        from lightning_grelu.sweeps.worker import work
+
+        done = work(spec, progress=console.print)
+    except ConfigError as e:
+        print(f"grelu-sweep: error: {e}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    console.print(f"{spec.name}: this worker ran {done['completed']} completed and {done['failed']} failed trials; "
+                  f"storage {spec.storage_url()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""A sweep spec (a ``conf/sweep/*.yaml`` node), checked before any trial runs.
+
+    name: ackley_width_lr
+    base: [experiment=ackley_small]            # grelu-train overrides every trial starts from
+    space:                                     # any grelu-train key (or group) -> a distribution
+      model.width: {type: int, low: 16, high: 512, log: true}
+      model.lr: {type: float, low: 1.0e-6, high: 1.0e-3, log: true}
+      model: {type: categorical, choices: [relu, grelu]}
+    objectives: [{metric: train/sse, direction: minimize}]
+    sampler: tpe | random | grid               # grid: categorical choices, or `grid: [...]` values
+    n_trials: 20                               # the global cap over all workers
+    storage: null                              # sqlite file in out_dir | journal:///path | postgresql://...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+
+from lightning_grelu.errors import ConfigError
+
+SAMPLERS = ("tpe", "random", "grid")
+METRIC_PREFIXES = ("train/", "val/", "test/", "probe/", "switch/", "initial/")
+METRICS = ("steps_to_eps", "epochs_to_eps", "seconds_to_eps", "steps", "wall_time_s", "width", "depth", "lr")
+
+
+@dataclass
+class Param:
+    name: str
+    type: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list | None = None
+    grid: list | None = None
+
+    def suggest(self, trial: optuna.Trial):
+        if self.type == "categorical":
+            return trial.suggest_categorical(self.name, self.choices)
+        if self.type == "int":
+            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(self.name, float(self.low), float(self.high), log=self.log)
+
+    def grid_values(self) -> list:
+        return list(self.choices if self.type == "categorical" else (self.grid or []))
+
+
+@dataclass
+class SweepSpec:
+    name: str
+    base: list[str]
+    space: list[Param]
+    objectives: list[tuple[str, str]]
+    sampler: str = "tpe"
+    pruner: str = "none"
+    n_trials: int = 10
+    storage: str | None = None
+    out_dir: str = "sweeps_out"
+    seed: int = 0
+    trial_timeout_s: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def directions(self) -> list[str]:
+        return [d for _, d in self.objectives]
+
+    def storage_url(self) -> str:
+        return self.storage or f"sqlite:///{(Path(self.out_dir) / 'study.db').resolve()}"
+
+
+def _param(name: str, node: dict) -> Param:
+    kind = node.get("type")
+    if kind not in ("int", "float", "categorical"):
+        raise ConfigError(f"sweep.space.{name}: type must be int, float or categorical, got {kind!r}")
+    if kind == "categorical":
+        choices = list(node.get("choices") or [])
+        if not choices:
+            raise ConfigError(f"sweep.space.{name}: empty choices")
+        return Param(name, kind, choices=choices)
+    low, high = node.get("low"), node.get("high")
+    if low is None or high is None or not float(low) <= float(high):
+        raise ConfigError(f"sweep.space.{name}: empty range low={low!r} high={high!r} (need low <= high)")
+    if node.get("log") and float(low) <= 0:
+        raise ConfigError(f"sweep.space.{name}: a log range needs low > 0, got {low!r}")
+    return Param(name, kind, float(low), float(high), bool(node.get("log", False)), grid=node.get("grid"))
+
+
+def parse(node: dict) -> SweepSpec:
+    space = [_param(k, v or {}) for k, v in (node.get("space") or {}).items()]
+    if not space:
+        raise ConfigError("sweep.space is empty: give at least one parameter")
+    objectives = []
+    for o in node.get("objectives") or []:
+        metric, direction = o.get("metric"), o.get("direction", "minimize")
+        if direction not in ("minimize", "maximize"):
+            raise ConfigError(f"sweep.objectives: direction must be minimize or maximize, got {direction!r}")
+        if not (metric in METRICS or str(metric).startswith(METRIC_PREFIXES)):
+            raise ConfigError(f"sweep.objectives: {metric!r} is not a metric a run produces "
+                              f"(summary keys: {', '.join(METRICS)}, or train/*, val/*, test/*, probe/*, switch/*)")
+        objectives.append((metric, direction))
+    if not objectives:
+        raise ConfigError("sweep.objectives is empty: e.g. [{metric: train/sse, direction: minimize}]")
+    sampler, pruner = node.get("sampler", "tpe"), node.get("pruner", "none")
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"sweep.sampler must be one of {SAMPLERS}, got {sampler!r}")
+    if pruner not in ("none", "median"):
+        raise ConfigError(f"sweep.pruner must be none or median, got {pruner!r}")
+    if pruner != "none" and len(objectives) > 1:
+        raise ConfigError("sweep.pruner works with one objective only (Optuna cannot prune multi-objective studies)")
+    n = node.get("n_trials")
+    if not isinstance(n, int) or n < 1:
+        raise ConfigError(f"sweep.n_trials must be an integer >= 1, got {n!r}")
+    spec = SweepSpec(name=str(node.get("name")), base=list(node.get("base") or []), space=space,
+                     objectives=objectives, sampler=sampler, pruner=pruner, n_trials=n,
+                     storage=node.get("storage"), out_dir=str(node.get("out_dir") or f"sweeps_out/{node.get('name')}"),
+                     seed=int(node.get("seed", 0)), trial_timeout_s=node.get("trial_timeout_s"))
+    if sampler == "grid":
+        missing = [p.name for p in space if not p.grid_values()]
+        if missing:
+            raise ConfigError(f"sweep.sampler=grid needs values for {', '.join(missing)} (categorical choices, "
+                              "or `grid: [...]`)")
+    return spec

@@ -1,0 +1,115 @@
+"""grelu-sweep: exact trial counts with concurrent workers, resume after a killed worker, failed
+trials, and bad specs that fail before any trial."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+GRELU_SWEEP = str(Path(sys.executable).parent / "grelu-sweep")
+FAST = "sweep.base=['experiment=ackley_small','callbacks=none','trainer.max_epochs=5']"
+
+
+def sweep(*args, cwd, wait=True):
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    cmd = [GRELU_SWEEP, *args]
+    if not wait:
+        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def load(storage_url, name):
+    if storage_url.startswith("journal://"):
+        path = storage_url[len("journal://"):]
+        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
+    else:
+        storage = storage_url
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_two_concurrent_workers_run_each_grid_point_exactly_once(tmp_path, kind):
+    url = f"sqlite:///{tmp_path}/s.db" if kind == "sqlite" else f"journal://{tmp_path}/s.log"
+    args = ["sweep=ackley_grid", "sweep.n_trials=6", f"sweep.storage={url}", f"sweep.out_dir={tmp_path}/out", FAST]
+    workers = [sweep(*args, cwd=tmp_path, wait=False) for _ in range(2)]
+    outs = [w.communicate(timeout=600) for w in workers]
+    assert all(w.returncode == 0 for w in workers), outs
+    study = load(url, "ackley_grid")
+    trials = study.get_trials()
+    assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
+    points = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(points)) == 6  # no grid point twice
+    ran = sum(int(o[0].split("ran ")[1].split(" completed")[0]) for o in outs)
+    assert ran == 6  # the work was shared, and nothing ran twice
+    assert {w for t in trials for w in [t.user_attrs["worker"]]} and all(
+        (Path(t.user_attrs["run_dir"]) / "summary.json").exists() for t in trials)
+
+
+@pytest.mark.slow
+def test_killed_worker_loses_nothing_completed_and_a_restart_resumes(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    args = ["sweep=ackley_grid", "sweep.n_trials=3", f"sweep.storage={url}", f"sweep.out_dir={tmp_path}/out", FAST]
+    first = sweep(*args, cwd=tmp_path, wait=False)
+    deadline = time.time() + 300
+    while time.time() < deadline:  # wait for one completed trial and a second one running
+        try:
+            states = [t.state for t in load(url, "ackley_grid").get_trials()]
+        except Exception:
+            states = []
+        if states.count(TrialState.COMPLETE) >= 1 and TrialState.RUNNING in states:
+            break
+        time.sleep(0.3)
+    os.killpg(first.pid, signal.SIGKILL)  # the worker and its trial process, as a lost node
+    first.wait()
+    done_before = [t for t in load(url, "ackley_grid").get_trials() if t.state == TrialState.COMPLETE]
+    again = sweep(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    trials = load(url, "ackley_grid").get_trials()
+    assert len(trials) == 3
+    states = [t.state for t in trials]
+    assert states.count(TrialState.FAIL) == 1 and states.count(TrialState.COMPLETE) == 2
+    killed = next(t for t in trials if t.state == TrialState.FAIL)
+    assert "died" in killed.user_attrs["fail_reason"]
+    for t in done_before:  # nothing completed was lost or changed
+        now = next(u for u in trials if u.number == t.number)
+        assert now.state == TrialState.COMPLETE and now.values == t.values
+
+
+@pytest.mark.slow
+def test_diverging_trial_is_failed_with_its_reason_and_the_study_goes_on(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    out = sweep("sweep=ackley_width_lr", "sweep.n_trials=2", f"sweep.storage={url}", f"sweep.out_dir={tmp_path}/o",
+                FAST, "sweep.space={model.lr: {type: float, low: 10, high: 20}}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    trials = load(url, "ackley_width_lr").get_trials()
+    assert len(trials) == 2 and all(t.state == TrialState.FAIL for t in trials)
+    assert all("diverged" in t.user_attrs["fail_reason"] for t in trials)
+
+
+BAD = [
+    (["sweep.base=['experiment=ackley_small','model.widht=3']"], "does not compose"),
+    (["sweep.space={model.width: {type: int, low: 300, high: 4}}"], "empty range"),
+    (["sweep.space={model.lr: {type: float, low: 0, high: 1, log: true}}"], "log range needs low > 0"),
+    (["sweep.storage=mongodb://x"], "sweep.storage"),
+    (["sweep.objectives=[{metric: accuracy_of_vibes, direction: minimize}]"], "not a metric a run produces"),
+    (["sweep=nope"], "nope"),
+    (["sweep.n_trials=0"], "sweep.n_trials"),
+    (["sweep.sampler=grid"], "sweep.sampler=grid needs values"),
+]
+
+
+@pytest.mark.parametrize("args,needle", BAD, ids=[a[0] for a, _ in BAD])
+def test_bad_sweep_specs_fail_before_any_trial(tmp_path, args, needle):
+    out = sweep("sweep=ackley_width_lr", f"sweep.out_dir={tmp_path}/o", *args, cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("grelu-sweep: error:") and needle in lines[0], out.stderr
+    assert not (tmp_path / "o" / "trials").exists()
