@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as e:
         print(f"grelu-sweep: error: {e}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
-    console.print(f"{spec.name}: this worker ran {done['completed']} completed and {done['failed']} failed trials; "
+    console.print(f"{spec.name}: this worker ran {done['completed']} completed, {done['failed']} failed and {done['pruned']} pruned trials; "
                   f"storage {spec.storage_url()}")
 
 

@@ -77,7 +77,8 @@ def _resolve_ckpt(ckpt_path, run_dir: Path):
     return ckpt_path
 
 
-def train(cfg: DictConfig) -> dict:
+def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
+    """Run one job; ``callbacks`` are added to those the config asks for (sweeps add pruning)."""
     validate(cfg)
     run_dir = Path(cfg.paths.run_dir).resolve()
     ckpt_path = _resolve_ckpt(cfg.get("ckpt_path"), run_dir)
@@ -94,6 +95,7 @@ def train(cfg: DictConfig) -> dict:
         extra = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     except Exception as e:
         raise ConfigError(f"callbacks: {e.__cause__ or e}") from None
+    extra += list(callbacks or [])
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[record, target, DivergenceGuard(), *extra],
                           default_root_dir=str(run_dir))
     config = OmegaConf.to_container(cfg, resolve=True)

@@ -94,6 +94,23 @@ def test_diverging_trial_is_failed_with_its_reason_and_the_study_goes_on(tmp_pat
     assert all("diverged" in t.user_attrs["fail_reason"] for t in trials)
 
 
+@pytest.mark.slow
+def test_median_pruner_prunes_hopeless_trials_from_their_reported_losses(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    # half the lrs are 1000x too small: their loss curves lag, and the median pruner stops them
+    out = sweep("sweep=ackley_width_lr", "sweep.n_trials=8", "sweep.pruner=median", "sweep.sampler=random",
+                f"sweep.storage={url}", f"sweep.out_dir={tmp_path}/o",
+                "sweep.base=['experiment=ackley_small','callbacks=none','trainer.max_epochs=30','model=grelu']",
+                "sweep.space={model.lr: {type: float, low: 1.0e-9, high: 3.0e-5, log: true}}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    trials = load(url, "ackley_width_lr").get_trials()
+    assert len(trials) == 8
+    assert all(t.intermediate_values for t in trials)  # every trial reported its losses
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned and all("pruned at epoch" in t.user_attrs["prune_reason"] for t in pruned)
+    assert any(t.state == TrialState.COMPLETE for t in trials)
+
+
 BAD = [
     (["sweep.base=['experiment=ackley_small','model.widht=3']"], "does not compose"),
     (["sweep.space={model.width: {type: int, low: 300, high: 4}}"], "empty range"),

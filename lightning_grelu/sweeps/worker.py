@@ -26,6 +26,7 @@ import optuna
 from optuna.trial import TrialState
 
 from lightning_grelu.errors import ConfigError
+from lightning_grelu.sweeps.run_trial import EXIT_PRUNED
 from lightning_grelu.sweeps.spec import SweepSpec
 from lightning_grelu.sweeps.storage import HEARTBEAT_S, make_storage, retrying
 
@@ -119,18 +120,26 @@ def run_trial(spec: SweepSpec, study: optuna.Study, storage, trial: optuna.Trial
     trial.set_user_attr("run_dir", str(run_dir))
     trial.set_user_attr("worker", WORKER)
     overrides = [*spec.base, *(f"{k}={v}" for k, v in params.items()), f"experiment_name={spec.name}"]
+    env = {**os.environ}
+    if spec.pruner != "none":  # the trial process reports intermediate losses to this trial
+        env.update(GRELU_SWEEP_STORAGE=spec.storage_url(), GRELU_SWEEP_STUDY=spec.name,
+                   GRELU_SWEEP_TRIAL_ID=str(trial._trial_id))
     stop = threading.Event()
     if isinstance(storage, optuna.storages.RDBStorage):
         storage.record_heartbeat(trial._trial_id)
         threading.Thread(target=_heartbeat, args=(storage, trial._trial_id, stop), daemon=True).start()
     try:
         proc = subprocess.run([sys.executable, "-m", "lightning_grelu.sweeps.run_trial", str(run_dir), *overrides],
-                              capture_output=True, text=True, timeout=spec.trial_timeout_s)
+                              capture_output=True, text=True, timeout=spec.trial_timeout_s, env=env)
         reason = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
     except subprocess.TimeoutExpired:
         proc, reason = None, f"timed out after {spec.trial_timeout_s} s"
     finally:
         stop.set()
+    if proc is not None and proc.returncode == EXIT_PRUNED:
+        trial.set_user_attr("prune_reason", reason)
+        study.tell(trial, state=TrialState.PRUNED)
+        return "pruned"
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     values = [summary.get(metric) for metric, _ in spec.objectives]
@@ -164,7 +173,7 @@ def work(spec: SweepSpec, progress=print) -> dict[str, int]:
     Path(spec.out_dir).mkdir(parents=True, exist_ok=True)
     study, storage = open_study(spec)
     fail_dead_trials(study, storage)
-    done = {"completed": 0, "failed": 0}
+    done = {"completed": 0, "failed": 0, "pruned": 0}
     while (trial := claim(study, storage)) is not None:
         outcome = run_trial(spec, study, storage, trial)
         done[outcome] += 1
