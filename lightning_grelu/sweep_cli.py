@@ -38,6 +38,11 @@ def check_trial_config(spec) -> None:
     from lightning_grelu.sweeps.run_trial import compose_trial
 
     sample = [f"{p.name}={(p.choices or p.grid or [p.low])[0] if p.type != 'int' else int(p.low)}" for p in spec.space]
+    if spec.extra.get("frontier"):
+        from lightning_grelu.sweeps.frontier import parse_frontier
+
+        f = parse_frontier(spec.extra["frontier"])
+        sample += [f"{k}={v[0]}" for k, v in f.cells.items()] + [f"model.width={f.low}"]
     try:
         cfg = compose_trial("/tmp/unused", [*spec.base, *sample])
     except Exception as e:
@@ -52,6 +57,14 @@ def main(argv: list[str] | None = None) -> None:
     console = Console(stderr=False, soft_wrap=True, highlight=False)
     try:
         spec = load_spec(args)
+        if spec.extra.get("frontier"):
+            from lightning_grelu.sweeps.frontier import Frontier, parse_frontier
+
+            rows = Frontier(spec, parse_frontier(spec.extra["frontier"]), progress=console.print).run()
+            for r in rows:
+                console.print(r)
+            console.print(f"{spec.name}: frontier written to {spec.out_dir}/frontier.(csv|md|png)")
+            return
         from lightning_grelu.sweeps.worker import work
 
         done = work(spec, progress=console.print)

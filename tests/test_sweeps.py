@@ -130,3 +130,35 @@ def test_bad_sweep_specs_fail_before_any_trial(tmp_path, args, needle):
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("grelu-sweep: error:") and needle in lines[0], out.stderr
     assert not (tmp_path / "o" / "trials").exists()
+
+
+@pytest.mark.slow
+def test_frontier_matches_direct_runs_within_a_factor_2(tmp_path):
+    from conftest import compose_cfg
+    from lightning_grelu.train import train
+
+    base = ["data.n=8", "data.d=8", "model=grelu", "model.depth=2", "model.lr=1e-4", "trainer.max_epochs=150",
+            "callbacks=none", "eps=1e-3", "eps_relative=true"]
+    direct = None
+    for w in (4, 8, 16, 32, 64, 128):  # where direct runs show convergence begins
+        s = train(compose_cfg(tmp_path / f"direct{w}", *base, f"model.width={w}"))
+        if s["steps_to_eps"] is not None:
+            direct = w
+            break
+    assert direct is not None
+    out = sweep("sweep=ackley_frontier", "sweep.frontier.cells={data.n: [8]}", "sweep.frontier.seeds=[0]",
+                "sweep.frontier.resolution=2", f"sweep.storage=sqlite:///{tmp_path}/f.db",
+                f"sweep.out_dir={tmp_path}/out", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    import csv
+    rows = list(csv.DictReader(open(tmp_path / "out" / "frontier.csv")))
+    width = int(rows[0]["frontier_width"])
+    assert direct / 2 <= width <= direct * 2
+    assert (tmp_path / "out" / "frontier.png").stat().st_size > 0 and (tmp_path / "out" / "frontier.md").exists()
+    # a second run reuses every finished trial: no new trial
+    n_before = len(load(f"sqlite:///{tmp_path}/f.db", "ackley_frontier").get_trials())
+    again = sweep("sweep=ackley_frontier", "sweep.frontier.cells={data.n: [8]}", "sweep.frontier.seeds=[0]",
+                  "sweep.frontier.resolution=2", f"sweep.storage=sqlite:///{tmp_path}/f.db",
+                  f"sweep.out_dir={tmp_path}/out", cwd=tmp_path)
+    assert again.returncode == 0
+    assert len(load(f"sqlite:///{tmp_path}/f.db", "ackley_frontier").get_trials()) == n_before

@@ -89,7 +89,7 @@ def _param(name: str, node: dict) -> Param:
 
 def parse(node: dict) -> SweepSpec:
     space = [_param(k, v or {}) for k, v in (node.get("space") or {}).items()]
-    if not space:
+    if not space and not node.get("frontier"):
         raise ConfigError("sweep.space is empty: give at least one parameter")
     objectives = []
     for o in node.get("objectives") or []:
@@ -116,6 +116,7 @@ def parse(node: dict) -> SweepSpec:
                      objectives=objectives, sampler=sampler, pruner=pruner, n_trials=n,
                      storage=node.get("storage"), out_dir=str(node.get("out_dir") or f"sweeps_out/{node.get('name')}"),
                      seed=int(node.get("seed", 0)), trial_timeout_s=node.get("trial_timeout_s"))
+    spec.extra = {"frontier": node.get("frontier")} if node.get("frontier") else {}
     if sampler == "grid":
         missing = [p.name for p in space if not p.grid_values()]
         if missing:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -13,6 +14,7 @@ import optuna
 from lightning_grelu.errors import ConfigError
 
 HEARTBEAT_S = 10
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental"
 
 
 def make_storage(url: str, retry_dead: bool):

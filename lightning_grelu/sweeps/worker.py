@@ -47,7 +47,7 @@ def grid_points(spec: SweepSpec) -> list[dict]:
     return points[: spec.n_trials]
 
 
-def open_study(spec: SweepSpec) -> tuple[optuna.Study, object]:
+def open_study(spec: SweepSpec, placeholders: bool = True) -> tuple[optuna.Study, object]:
     url = spec.storage_url()
     storage = make_storage(url, retry_dead=url.startswith("postgresql"))
     sampler = make_sampler(spec)
@@ -67,10 +67,10 @@ def open_study(spec: SweepSpec) -> tuple[optuna.Study, object]:
         if [d.name.lower() for d in study.directions] != spec.directions:
             raise ConfigError(f"study {spec.name!r} exists with other objectives; pick another sweep.name") from None
         return study, storage
-    if spec.sampler == "grid":
+    if placeholders and spec.sampler == "grid":
         for point in grid_points(spec):
             study.enqueue_trial(point, skip_if_exists=False)
-    else:
+    elif placeholders:
         for _ in range(spec.n_trials):
             study.enqueue_trial({}, skip_if_exists=False)
     study.set_user_attr("n_trials", spec.n_trials)  # ready
@@ -114,8 +114,13 @@ def _heartbeat(storage, trial_id: int, stop: threading.Event) -> None:
         storage.record_heartbeat(trial_id)
 
 
-def run_trial(spec: SweepSpec, study: optuna.Study, storage, trial: optuna.Trial) -> str:
-    params = {p.name: p.suggest(trial) for p in spec.space}
+def run_trial(spec: SweepSpec, study: optuna.Study, storage, trial: optuna.Trial,
+              params_override: dict | None = None) -> str:
+    if params_override is not None:  # frontier mode: fixed parameters (no distributions to learn)
+        params = storage.get_trial(trial._trial_id).system_attrs.get("fixed_params") or params_override
+    else:
+        params = {p.name: p.suggest(trial) for p in spec.space}
+    trial.set_user_attr("params", params)
     run_dir = (Path(spec.out_dir) / "trials" / f"{trial.number:05d}").resolve()
     trial.set_user_attr("run_dir", str(run_dir))
     trial.set_user_attr("worker", WORKER)
@@ -142,6 +147,7 @@ def run_trial(spec: SweepSpec, study: optuna.Study, storage, trial: optuna.Trial
         return "pruned"
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    trial.set_user_attr("converged", summary.get("steps_to_eps") is not None)
     values = [summary.get(metric) for metric, _ in spec.objectives]
     if proc is not None and proc.returncode == 0 and all(_finite(v) for v in values):
         study.tell(trial, values)
