@@ -162,3 +162,20 @@ def test_frontier_matches_direct_runs_within_a_factor_2(tmp_path):
                   f"sweep.out_dir={tmp_path}/out", cwd=tmp_path)
     assert again.returncode == 0
     assert len(load(f"sqlite:///{tmp_path}/f.db", "ackley_frontier").get_trials()) == n_before
+
+
+@pytest.mark.slow
+def test_two_objectives_give_a_pareto_front(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    out = sweep("sweep=ackley_width_lr", "sweep.n_trials=4", "sweep.sampler=random", f"sweep.storage={url}",
+                f"sweep.out_dir={tmp_path}/o", FAST,
+                "sweep.objectives=[{metric: width, direction: minimize},{metric: train/sse, direction: minimize}]",
+                cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    study = load(url, "ackley_width_lr")
+    assert [d.name for d in study.directions] == ["MINIMIZE", "MINIMIZE"]
+    front = study.best_trials
+    assert front and all(len(t.values) == 2 for t in front)
+    done = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    for t in done:  # no trial off the front dominates one on it
+        assert not any(all(a <= b for a, b in zip(t.values, f.values)) and t.values != f.values for f in front)

@@ -23,14 +23,17 @@ def make_storage(url: str, retry_dead: bool):
         path.parent.mkdir(parents=True, exist_ok=True)
         lock = optuna.storages.journal.JournalFileOpenLock(str(path))
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path), lock_obj=lock))
+    if url.startswith("postgresql://"):  # the driver this suite installs: psycopg 3
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     elif not url.startswith(("postgresql://", "postgresql+psycopg2://", "postgresql+psycopg://", "mysql")):
         raise ConfigError(f"sweep.storage {url!r}: use sqlite:///file.db, journal:///file.log or postgresql://...")
-    callback = optuna.storages.RetryFailedTrialCallback(max_retry=3) if retry_dead else None
+    callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3) if retry_dead else None
     kwargs = {"pool_pre_ping": True} if "sqlite" not in url else {"connect_args": {"timeout": 60}}
     return retrying(lambda: optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S,
-                                                       grace_period=3 * HEARTBEAT_S, failed_trial_callback=callback,
+                                                       grace_period=3 * HEARTBEAT_S,
+                                                       heartbeat_stale_trial_callback=callback,
                                                        engine_kwargs=kwargs), f"sweep.storage {url!r}")
 
 

@@ -87,8 +87,14 @@ def fail_dead_trials(study: optuna.Study, storage) -> None:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         who = t.user_attrs.get("worker", "")
         if who.startswith(host + ":") and not _alive(int(who.split(":")[1])):
-            study._storage.set_trial_user_attr(t._trial_id, "fail_reason", f"worker {who} died")
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            try:
+                storage.set_trial_user_attr(t._trial_id, "fail_reason", f"worker {who} died")
+                failed = storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another worker handled it first
+            retry = getattr(storage, "heartbeat_stale_trial_callback", None)  # PostgreSQL: run it again
+            if failed and retry is not None:
+                retry(study, storage.get_trial(t._trial_id))
 
 
 def _alive(pid: int) -> bool:
@@ -178,9 +184,12 @@ def work(spec: SweepSpec, progress=print) -> dict[str, int]:
     """Run trials until none is waiting; returns what this worker did."""
     Path(spec.out_dir).mkdir(parents=True, exist_ok=True)
     study, storage = open_study(spec)
-    fail_dead_trials(study, storage)
     done = {"completed": 0, "failed": 0, "pruned": 0}
-    while (trial := claim(study, storage)) is not None:
+    while True:
+        fail_dead_trials(study, storage)  # also while running: another worker may have died meanwhile
+        trial = claim(study, storage)
+        if trial is None:
+            break
         outcome = run_trial(spec, study, storage, trial)
         done[outcome] += 1
         c = counts(study)

@@ -1,0 +1,91 @@
+"""PostgreSQL for real: a throwaway server (Debian's postgresql, installed by .ci/run), two workers,
+one killed with SIGKILL mid-trial: its trial is retried and nothing completed is lost."""
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from test_sweeps import sweep
+
+PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def postgres(tmp_path):
+    if not PG_BIN:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL server binaries missing: .ci/run must install Debian's postgresql")
+        pytest.skip("needs Debian's postgresql (apt-get install postgresql)")
+    # pytest's temp dirs are root-only; the server's user needs its own readable place
+    home = Path(tempfile.mkdtemp(prefix="grelu-pg-"))
+    os.chmod(home, 0o755)
+    bin_dir, data, port = PG_BIN[-1], home / "data", free_port()
+    data.mkdir()
+    as_user = []
+    if os.geteuid() == 0:  # the server refuses to run as root
+        shutil.chown(data, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True, text=True, timeout=120)  # noqa: E731
+    run(f"{bin_dir}/initdb", "-D", str(data), "-U", "postgres", "--auth=trust")
+    run(f"{bin_dir}/pg_ctl", "-D", str(data), "-l", str(data / "log"), "-w", "-o",
+        f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start")
+    try:
+        run(f"{bin_dir}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "optuna")
+        yield f"postgresql://postgres@127.0.0.1:{port}/optuna"
+    finally:
+        subprocess.run([*as_user, f"{bin_dir}/pg_ctl", "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True, timeout=120)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_postgres_two_workers_one_killed_mid_trial_is_retried(tmp_path, postgres):
+    url = postgres
+    args = ["sweep=ackley_grid", "sweep.n_trials=4", f"sweep.storage={url}", f"sweep.out_dir={tmp_path}/out",
+            "sweep.base=['experiment=ackley_small','callbacks=none','trainer.max_epochs=5']"]
+    storage_url = url.replace("postgresql://", "postgresql+psycopg://")
+    first = sweep(*args, cwd=tmp_path, wait=False)
+    deadline, states = time.time() + 300, []
+    while time.time() < deadline:
+        try:
+            states = [t.state for t in optuna.load_study(study_name="ackley_grid", storage=storage_url).get_trials()]
+        except Exception:
+            states = []
+        if states.count(TrialState.COMPLETE) >= 1 and TrialState.RUNNING in states:
+            break
+        time.sleep(0.3)
+    assert TrialState.RUNNING in states, "worker 1 never started a second trial"
+    study = optuna.load_study(study_name="ackley_grid", storage=storage_url)
+    done_before = {t.number: t.values for t in study.get_trials() if t.state == TrialState.COMPLETE}
+    killed = next(t for t in study.get_trials() if t.state == TrialState.RUNNING)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    workers = [sweep(*args, cwd=tmp_path, wait=False) for _ in range(2)]
+    outs = [w.communicate(timeout=600) for w in workers]
+    assert all(w.returncode == 0 for w in workers), "\n".join(o[1][-3000:] for o in outs)
+    trials = optuna.load_study(study_name="ackley_grid", storage=storage_url).get_trials()
+    by_number = {t.number: t for t in trials}
+    assert by_number[killed.number].state == TrialState.FAIL
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == killed.params  # the same grid point, run again
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 4 and len({tuple(sorted(t.params.items())) for t in complete}) == 4
+    for number, values in done_before.items():  # nothing completed was lost
+        assert by_number[number].state == TrialState.COMPLETE and by_number[number].values == values
