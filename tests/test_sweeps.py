@@ -120,6 +120,7 @@ BAD = [
     (["sweep=nope"], "nope"),
     (["sweep.n_trials=0"], "sweep.n_trials"),
     (["sweep.sampler=grid"], "sweep.sampler=grid needs values"),
+    (["sweep.trial_overrides=['trainer=tpu_pod']"], "does not compose"),
 ]
 
 
@@ -130,6 +131,13 @@ def test_bad_sweep_specs_fail_before_any_trial(tmp_path, args, needle):
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("grelu-sweep: error:") and needle in lines[0], out.stderr
     assert not (tmp_path / "o" / "trials").exists()
+
+
+def test_trial_overrides_follow_the_base_so_a_gpu_worker_keeps_the_sweeps_problem():
+    from lightning_grelu.sweep_cli import load_spec
+
+    spec = load_spec(["sweep=ackley_grid", "sweep.trial_overrides=['trainer.max_epochs=3']"])
+    assert spec.base[0] == "experiment=ackley_small" and spec.base[-1] == "trainer.max_epochs=3"
 
 
 @pytest.mark.slow

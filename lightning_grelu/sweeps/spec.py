@@ -2,6 +2,7 @@
 
     name: ackley_width_lr
     base: [experiment=ackley_small]            # grelu-train overrides every trial starts from
+    trial_overrides: []                        # appended to base: per-machine settings (trainer=gpu)
     space:                                     # any grelu-train key (or group) -> a distribution
       model.width: {type: int, low: 16, high: 512, log: true}
       model.lr: {type: float, low: 1.0e-6, high: 1.0e-3, log: true}
@@ -112,7 +113,8 @@ def parse(node: dict) -> SweepSpec:
     n = node.get("n_trials")
     if not isinstance(n, int) or n < 1:
         raise ConfigError(f"sweep.n_trials must be an integer >= 1, got {n!r}")
-    spec = SweepSpec(name=str(node.get("name")), base=list(node.get("base") or []), space=space,
+    spec = SweepSpec(name=str(node.get("name")), base=[*(node.get("base") or []), *(node.get("trial_overrides") or [])],
+                     space=space,
                      objectives=objectives, sampler=sampler, pruner=pruner, n_trials=n,
                      storage=node.get("storage"), out_dir=str(node.get("out_dir") or f"sweeps_out/{node.get('name')}"),
                      seed=int(node.get("seed", 0)), trial_timeout_s=node.get("trial_timeout_s"))
