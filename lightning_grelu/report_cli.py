@@ -1,0 +1,108 @@
+"""``grelu-report``: compare runs. Reads run records from directories, a sweep's study, or a W&B
+project; prints a table and writes ``report.md``, ``report.csv`` and ``loss_curves.png``.
+
+    grelu-report runs/                                    # every run under runs/
+    grelu-report results/fig2a/smoke/runs --by model.name,model.width
+    grelu-report --study ackley_width_lr --storage sqlite:///sweeps_out/ackley_width_lr/study.db
+    grelu-report --wandb ENTITY/PROJECT                   # online: W&B's public API
+
+Exit codes: 0 done, 2 bad arguments or unreadable records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lightning_grelu.errors import EXIT_CONFIG
+
+DEFAULT_METRICS = ["train/sse", "train/mse", "test/sse", "test/acc", "steps_to_eps", "wall_time_s"]
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="grelu-report", description=__doc__.split("\n\n")[0])
+    p.add_argument("paths", nargs="*", help="run directories, or directories holding runs")
+    p.add_argument("--study", help="a sweep's study name (with --storage)")
+    p.add_argument("--storage", help="the study's storage URL (sqlite:///..., journal:///..., postgresql://...)")
+    p.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read runs through W&B's public API (online)")
+    p.add_argument("--by", default="experiment_name,model.name",
+                   help="comma-separated keys to group by: summary keys or dotted config keys (default: %(default)s)")
+    p.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help="comma-separated summary metrics")
+    p.add_argument("--curve", default="train/sse", help="metrics.csv column for the loss-curve figure")
+    p.add_argument("--out", default="report", help="output directory (default: %(default)s)")
+    args = p.parse_args(argv)
+    if not (args.paths or args.study or args.wandb):
+        p.error("give run directories, --study with --storage, or --wandb ENTITY/PROJECT")
+    if args.study and not args.storage:
+        p.error("--study needs --storage (the sweep's storage URL)")
+    return args
+
+
+def collect(args):
+    from lightning_grelu.results.records import find_runs, runs_from_study, runs_from_wandb
+
+    runs = []
+    for path in args.paths:
+        runs += find_runs(path)
+    if args.study:
+        runs += runs_from_study(args.storage, args.study)
+    if args.wandb:
+        runs += runs_from_wandb(args.wandb)
+    return runs
+
+
+def report(runs, by: list[str], metrics: list[str], curve: str, out: Path) -> list[dict]:
+    from lightning_grelu.results import plots, tables
+    from lightning_grelu.results.publish import atomic_dir
+
+    present = [m for m in metrics if any(r.get(m) is not None for r in runs)]
+    rows = tables.aggregate(runs, by, present)
+    with atomic_dir(out) as tmp:
+        tables.write_csv(rows, tmp / "report.csv")
+        md = [f"# Run report ({len(runs)} runs)", "",
+              "Loss: `sse = 1/2 sum_i ||f(x_i)-y_i||^2` (the paper's \"MSE\"), `mse = 1/n sum_i ||f(x_i)-y_i||^2`. "
+              "Per group: mean, and `_min`/`_max` over its runs.", "", tables.markdown(rows),
+              f"![{curve}](loss_curves.png)", ""]
+        (tmp / "report.md").write_text("\n".join(md))
+        plots.loss_curves(tmp / "loss_curves.png", runs,
+                          lambda r: " ".join(tables.fmt(r.get(k)) for k in by) + f" [{r.name}]", curve,
+                          title=f"{curve} per epoch")
+    return rows
+
+
+def print_rows(rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from lightning_grelu.results.tables import columns, fmt
+
+    table = Table()
+    cols = columns(rows)
+    for c in cols:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*[fmt(r.get(c)) for c in cols])
+    Console(width=220).print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from lightning_grelu.results.records import RecordError
+
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        runs = collect(args)
+    except RecordError as e:
+        print(f"grelu-report: error: {e}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    if not runs:
+        print("grelu-report: error: no run records found (directories holding summary.json)", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    rows = report(runs, [k for k in args.by.split(",") if k], [m for m in args.metrics.split(",") if m],
+                  args.curve, Path(args.out))
+    print_rows(rows)
+    print(f"grelu-report: {len(runs)} runs -> {args.out}/report.md, report.csv, loss_curves.png")
+
+
+if __name__ == "__main__":
+    main()

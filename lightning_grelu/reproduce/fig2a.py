@@ -1,0 +1,81 @@
+"""Figure 2a: the lower trainability bound on the Ackley-like problem. Widths m = (n^2 L)^p for
+p < 1 and m = nL should not reach zero loss; m = n^2 L should, for every seed, ReLU and GReLU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lightning_grelu.reproduce.common import color, runs_in
+from lightning_grelu.reproduce.target import Context, Job, Target, seeds
+from lightning_grelu.results import plots, tables
+
+P_GRID = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+PROFILES = {
+    # n=10, d=10, L=2 (n^2 L = 200); 10 GD steps per Lightning step; CPU, minutes
+    "smoke": dict(n=10, depth=2, base=["experiment=ackley_small", "callbacks=none", "model.inner_steps=10",
+                                        "trainer.max_epochs=60"]),
+    # the paper's n=100, d=200, L=4 (n^2 L = 40,000), one GPU, cached gates
+    "paper": dict(n=100, depth=4, base=["experiment=ackley_theory_width"]),
+}
+
+
+def widths(n: int, depth: int) -> dict[str, int]:
+    out = {"nL": n * depth}
+    out.update({f"p={p}": round((n * n * depth) ** p) for p in P_GRID})
+    return out
+
+
+class Fig2a(Target):
+    name = "fig2a"
+    title = "lower trainability bound: widths (n^2 L)^p and nL on the Ackley-like problem"
+    paper = """Section 6.1, Figure 2a: (n, d) = (100, 200), L = 4, full-batch GD, 5 seeds, ReLU and GReLU.
+For m = n^2 L = 40,000 the plotted curve is the *maximal* loss over the 5 seeds; for m = (n^2 L)^p, p < 1,
+and m = nL it is the *minimal* one. "All 5 runs with our theoretical width converged to zero error, for
+both ReLU and GReLU. In contrast, none of the runs with lower width converged, for both networks."
+(The paper gives curves, not numbers.)"""
+    cannot_show = {"smoke": "the paper's sizes: n=10, d=10, L=2 (n^2 L = 200) on CPU, 600 GD steps, "
+                            "one fixed learning rate (3e-5) for every width, as the paper fixes one."}
+
+    def jobs(self, ctx: Context) -> list[Job]:
+        p = PROFILES[ctx.profile]
+        out = []
+        for wlabel, width in widths(p["n"], p["depth"]).items():
+            for model in ("relu", "grelu"):
+                for seed in seeds(ctx, [0, 1, 2, 3, 4]):
+                    out.append(Job(f"{model}_{wlabel.replace('=', '')}_m{width}_s{seed}",
+                                   [*p["base"], f"model={model}", f"model.width={width}", f"seed={seed}"],
+                                   {"model": model, "width_label": wlabel, "width": width, "seed": seed}))
+        return out
+
+    def report(self, work: Path, out: Path, ctx: Context) -> str:
+        runs = runs_in(work)
+        p = PROFILES[ctx.profile]
+        labels = {w: lbl for lbl, w in widths(p["n"], p["depth"]).items()}
+        rows = []
+        for (model, width), members in tables.group_runs(runs, ["model", "width"]).items():
+            finals = [r.get("train/sse") for r in members]
+            finite = [v for v in finals if isinstance(v, (int, float))]
+            eps = members[0].get("eps")
+            rows.append({"model": model, "width": width, "label": labels.get(width, "?"), "seeds": len(members),
+                         "converged (train/sse <= eps)": sum(v <= eps for v in finite),
+                         "eps": eps, "initial train/sse": members[0].get("initial/train_sse"),
+                         "final train/sse min": min(finite) if finite else None,
+                         "final train/sse max": max(finite) if finite else None,
+                         "paper": "all 5 converge" if labels.get(width) == "p=1.0" else "none converges"})
+        rows.sort(key=lambda r: (r["model"], r["width"]))
+        tables.write_csv(rows, out / "fig2a.csv")
+        series = []
+        for r in rows:
+            members = [m for m in runs if m.get("model") == r["model"] and m.get("width") == r["width"]]
+            pick = max if r["label"] == "p=1.0" else min  # the paper's choice per width
+            chosen = pick(members, key=lambda m: m.get("train/sse") if m.get("train/sse") is not None else float("inf"))
+            k = chosen.get("model.inner_steps", 1) or 1
+            xs, ys = chosen.curve("train/sse")
+            series.append((f"{r['model']} m={r['width']} ({r['label']})", [x * k for x in xs], ys,
+                           {"color": color(r["model"]), "ls": "-" if r["model"] == "relu" else "--", "lw": 1,
+                            "alpha": 0.4 + 0.6 * (r["width"] / max(x["width"] for x in rows))}))
+        plots.curves(out / "fig2a.png", series, f"Fig. 2a ({ctx.profile}): max over seeds at p=1, min below",
+                     "train SSE", xlabel="GD step")
+        return (f"n = {p['n']}, L = {p['depth']}, n^2 L = {p['n'] ** 2 * p['depth']}. A run converged when its final "
+                "train SSE (whole training set, final weights) is <= eps.\n\n" + tables.markdown(rows)
+                + "\n![Fig. 2a](fig2a.png)\n")

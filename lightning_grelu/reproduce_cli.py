@@ -1,0 +1,73 @@
+"""``grelu-reproduce TARGET --profile {smoke,paper}``: one command per table or figure of the paper.
+
+    grelu-reproduce fig2a --profile smoke          # CPU, minutes
+    grelu-reproduce table2-fmnist --profile smoke
+    grelu-reproduce fig2a --profile paper          # GPU
+    grelu-reproduce --list
+
+Writes ``results/<target>/<profile>/`` (README.md with the paper's numbers beside ours, CSV, PNG, and
+the run records in runs/), swapped in atomically. Run directories live in ``runs/reproduce/``:
+finished jobs are reused and interrupted ones resume from their last checkpoint (``--fresh`` redoes
+them). Exit codes: 0 done, 2 bad arguments or missing data (nothing run), 1 a job failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from lightning_grelu.errors import EXIT_CONFIG, EXIT_FAILED, ConfigError
+
+
+def parse_args(argv):
+    from lightning_grelu.reproduce import TARGETS
+
+    p = argparse.ArgumentParser(prog="grelu-reproduce", description=__doc__.split("\n\n")[0])
+    p.add_argument("target", nargs="?", choices=sorted(TARGETS), metavar="TARGET",
+                   help="one of: " + ", ".join(TARGETS))
+    p.add_argument("--profile", choices=["smoke", "paper"], default="smoke")
+    p.add_argument("--results", default="results", help="results root (default: %(default)s)")
+    p.add_argument("--work", default="runs/reproduce", help="where run directories go (default: %(default)s)")
+    p.add_argument("--seeds", type=int, default=None, help="keep only the first N seeds")
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="a grelu-train override appended to every job (repeatable), e.g. trainer.devices=4")
+    p.add_argument("--fresh", action="store_true", help="re-run jobs that finished before")
+    p.add_argument("--list", action="store_true", help="list the targets and exit")
+    args = p.parse_args(argv)
+    if not args.list and not args.target:
+        p.error("give a TARGET (or --list)")
+    if args.seeds is not None and args.seeds < 1:
+        p.error("--seeds must be >= 1")
+    return args, TARGETS
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, targets = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.list:
+        for name, t in targets.items():
+            print(f"{name:15s} {t.title}" + (f"  [data: {t.data}]" if t.data else ""))
+        return
+    from lightning_grelu.reproduce.runner import run_target
+    from lightning_grelu.reproduce.target import Context
+
+    target = targets[args.target]
+    ctx = Context(args.profile, seeds=args.seeds, overrides=list(args.override))
+    try:
+        dest = run_target(target, ctx, Path(args.results), Path(args.work), fresh=args.fresh,
+                          device="gpu" if args.profile == "paper" else "cpu")
+    except ConfigError as e:
+        print(f"grelu-reproduce: error: {target.name}: {e}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    except Exception as e:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"grelu-reproduce: error: {target.name}: {type(e).__name__}: {e} (finished jobs are kept and reused; "
+              "HYDRA_FULL_ERROR=1 for the traceback)", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
+    print(f"grelu-reproduce: {target.name} ({args.profile}) -> {dest}/README.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Read run records: a run directory (``summary.json``, ``metrics.csv``, ``config.yaml``), every run under
+a directory, every trial of a sweep's study, or every run of a W&B project (public API, online only)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+class RecordError(Exception):
+    """A run record that cannot be read; the message names the file and what to do."""
+
+
+@dataclass
+class Run:
+    name: str
+    summary: dict
+    config: dict = field(default_factory=dict)
+    metrics: dict[str, list[float]] = field(default_factory=dict)  # column -> one value per epoch
+    path: Path | None = None
+
+    def get(self, key: str, default=None):
+        """A summary key (``train/sse``), else a dotted config key (``model.width``)."""
+        if key in self.summary:
+            return self.summary[key]
+        node = self.config
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+    def curve(self, column: str, x: str = "epoch") -> tuple[list[float], list[float]]:
+        """Finite (x, y) pairs of one metrics column."""
+        xs, ys = self.metrics.get(x, []), self.metrics.get(column, [])
+        pairs = [(a, b) for a, b in zip(xs, ys) if _finite(a) and _finite(b)]
+        return [a for a, _ in pairs], [b for _, b in pairs]
+
+
+def _finite(v) -> bool:
+    return isinstance(v, float) and math.isfinite(v)
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
+def read_metrics(path: Path) -> dict[str, list[float]]:
+    if not path.exists():
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    cols = list(rows[0]) if rows else []
+    return {c: [_number(r.get(c) or "") for r in rows] for c in cols}
+
+
+def load_run(path: str | Path) -> Run:
+    path = Path(path)
+    summary_path = path / "summary.json"
+    try:
+        summary = json.loads(summary_path.read_text())
+    except FileNotFoundError:
+        raise RecordError(f"{summary_path}: no summary.json (not a run directory, or the run never started)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RecordError(f"{summary_path}: corrupt ({e}); re-run that job or delete the directory") from None
+    config_path = path / "config.yaml"
+    try:
+        config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
+    except yaml.YAMLError as e:
+        raise RecordError(f"{config_path}: corrupt ({str(e).splitlines()[0]})") from None
+    return Run(name=path.name, summary=summary, config=config or {}, metrics=read_metrics(path / "metrics.csv"),
+               path=path)
+
+
+def find_runs(root: str | Path) -> list[Run]:
+    """Every run directory under ``root`` (or ``root`` itself), sorted by path."""
+    root = Path(root)
+    if not root.exists():
+        raise RecordError(f"{root}: no such directory")
+    dirs = sorted({p.parent for p in root.rglob("summary.json")})
+    return [load_run(d) for d in dirs]
+
+
+def runs_from_study(storage: str, study_name: str) -> list[Run]:
+    """The run records of a sweep's trials (each trial's ``run_dir`` user attribute)."""
+    from lightning_grelu.sweeps.storage import make_storage
+
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=make_storage(storage, retry_dead=False))
+    except KeyError:
+        raise RecordError(f"no study {study_name!r} in {storage}") from None
+    runs = []
+    for t in study.get_trials(deepcopy=False):
+        run_dir = t.user_attrs.get("run_dir")
+        if run_dir and (Path(run_dir) / "summary.json").exists():
+            run = load_run(run_dir)
+            run.name = f"trial{t.number:05d}"
+            run.summary.setdefault("trial_state", t.state.name.lower())
+            runs.append(run)
+    return runs
+
+
+def runs_from_wandb(project: str, filters: dict | None = None) -> list[Run]:
+    """``entity/project`` through W&B's public API (needs a network and an API key)."""
+    import wandb
+
+    try:
+        api_runs = wandb.Api(timeout=30).runs(project, filters=filters or {})
+        runs = []
+        for r in api_runs:
+            history = r.history(samples=100000, pandas=False)
+            cols = sorted({k for row in history for k in row})
+            metrics = {c: [float(row[c]) if isinstance(row.get(c), (int, float)) else float("nan") for row in history]
+                       for c in cols}
+            runs.append(Run(name=r.name, summary=dict(r.summary), config=dict(r.config), metrics=metrics))
+    except Exception as e:  # no network, no key, unknown project
+        raise RecordError(f"W&B project {project!r}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+                          "(online access and `wandb login` are needed; local run directories work offline)") from None
+    return runs

@@ -1,0 +1,109 @@
+"""grelu-reproduce: every target's smoke profile end to end on a reduced size (the CIFAR-10 and SGEMM
+targets on fixture files in the official formats), the missing-data stop, and atomic rewrites."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures import write_cifar10, write_sgemm
+
+REPRODUCE = str(Path(sys.executable).parent / "grelu-reproduce")
+FMNIST = ["data.limit_train=120", "data.batch_size=60", "model.width=64"]
+
+
+def reproduce(*args, cwd: Path, timeout=600):
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    return subprocess.run([REPRODUCE, *args, "--results", str(cwd / "results"), "--work", str(cwd / "work")],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def overrides(*items: str) -> list[str]:
+    return [a for item in items for a in ("--override", item)]
+
+
+def csv_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def data_dirs(tmp: Path) -> dict[str, list[str]]:
+    cifar = write_cifar10(tmp / "cifar", n=24, n_test=24)
+    sgemm = write_sgemm(tmp / "sgemm", n=300)
+    return {"cifar": [f"data.data_dir={cifar}"],
+            "sgemm": [f"data.data_dir={sgemm}", "data.limit_train=null", "data.batch_size=60"]}
+
+
+# target -> (reductions, paper numbers or words its README must quote, measured columns that must be filled)
+CASES = {
+    "fig2a": (["--seeds", "1", *overrides("trainer.max_epochs=2")], ["all 5 converge", "none converges"],
+              ["final train/sse min"]),
+    "table2-fmnist": (overrides(*FMNIST, "trainer.max_epochs=1"), ["0.48", "0.02", "0.75"],
+                      ["ReLU train/sse", "GReLU train/sse", "GReLU test/acc"]),
+    "fig3-fmnist": (overrides(*FMNIST, "trainer.max_epochs=2"),
+                    ["continuous at epoch 40"], ["final test/sse"]),
+    "table2": (overrides("trainer.max_epochs=1", "model.width=64"), ["0.27", "0.01"], ["ReLU train/sse"]),
+    "fig3": (overrides("trainer.max_epochs=2", "model.width=64", "data.batch_size=60"),
+             ["test set a significant loss drop"], ["final test/sse"]),
+    "fig2b": (overrides("trainer.max_epochs=3", "model.width=32"), ["increase monotonically"],
+              ["probe/grad_diff last epoch"]),
+    "fig2c": (overrides("trainer.max_epochs=3", "model.width=32", "callbacks.activation_patterns.size=20"),
+              ["20% - 25%"], ["probe/hamming last epoch"]),
+    "fig4": (overrides("trainer.max_epochs=2"), ["deeper and narrower"], ["final train/sse"]),
+    "fig5": (overrides("trainer.max_epochs=3"), ["oscillates with larger amplitudes"], ["status"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", list(CASES))
+def test_smoke_profile_writes_the_paper_beside_measured_numbers(tmp_path, target):
+    extra, quoted, measured = CASES[target]
+    dirs = data_dirs(tmp_path)
+    data = dirs["cifar"] if target in ("table2", "fig3") else dirs["sgemm"] if target.startswith(("fig2b", "fig2c", "fig4", "fig5")) else []
+    out = reproduce(target, "--profile", "smoke", *extra, *overrides(*data), cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    res = tmp_path / "results" / target / "smoke"
+    readme = (res / "README.md").read_text()
+    assert "## The paper" in readme and "## Measured" in readme and "grelu-reproduce" in readme
+    assert "commit" in readme and "CPU" in readme  # provenance: commit and hardware
+    for q in quoted:
+        assert q in readme, q
+    csvs = list(res.glob("*.csv"))
+    assert csvs and list(res.glob("*.png")), list(res.iterdir())
+    rows = [r for p in csvs for r in csv_rows(p)]
+    for col in measured:  # the numbers were measured: a filled cell in some row
+        assert any(r.get(col) not in (None, "") for r in rows), (col, rows[:2])
+    assert list((res / "runs").glob("*/summary.json"))  # the records the figures were drawn from
+
+
+def test_a_target_whose_data_is_missing_stops_before_any_run(tmp_path):
+    out = reproduce("table2", "--profile", "smoke", *overrides(f"data.data_dir={tmp_path}/nowhere"), cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "cifar-10-batches-py" in lines[0], out.stderr
+    assert not (tmp_path / "results" / "table2").exists()
+    assert not list((tmp_path / "work").rglob("summary.json"))
+
+
+@pytest.mark.slow
+def test_rerun_reuses_finished_jobs_and_rewrites_the_directory_without_stale_files(tmp_path):
+    args = ["fig2a", "--seeds", "1", *overrides("trainer.max_epochs=2")]
+    assert reproduce(*args, cwd=tmp_path).returncode == 0
+    res = tmp_path / "results" / "fig2a" / "smoke"
+    (res / "stale.txt").write_text("from an older run")
+    before = (res / "fig2a.csv").read_text()
+    again = reproduce(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("done before, reused") == 14
+    assert not (res / "stale.txt").exists() and (res / "fig2a.csv").read_text() == before
+    assert not [p for p in res.parent.iterdir() if p.name.startswith(".")]  # no temp directories left
+
+
+def test_unknown_target_is_one_clear_error(tmp_path):
+    out = reproduce("table9", cwd=tmp_path)
+    assert out.returncode == 2 and "invalid choice: 'table9'" in out.stderr
