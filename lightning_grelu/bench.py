@@ -13,7 +13,6 @@ ceiling that model TFLOP/s are compared with.
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import statistics
@@ -25,6 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+
+from lightning_grelu.errors import ArgumentParser
 
 # name: (width, depth, batch, d_in, d_out, batches_per_epoch); the first four mirror the reference loop
 CASES = {
@@ -264,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     import sys
     import warnings
 
-    p = argparse.ArgumentParser(prog="grelu-bench", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="grelu-bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--case", default="tiny", choices=sorted(CASES))
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     p.add_argument("--precision", default=None, help="default: bf16-mixed on GPU, 32-true on CPU")

@@ -68,7 +68,39 @@ def _hydra_main(cfg: DictConfig) -> None:
     print(Path(cfg.paths.run_dir).resolve())
 
 
+def check_output_root(argv: list[str]) -> None:
+    """Hydra makes the run directory under ``paths.root`` before any of our code runs: check that it
+    can, so an unwritable place gets one line instead of Hydra's traceback."""
+    root = Path(next((a.split("=", 1)[1] for a in argv if a.startswith("paths.root=")), "runs"))
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        why = "is not a directory" if not existing.is_dir() else "is not writable"
+        _fail(f"cannot create the run directory under paths.root={root}: {existing} {why}; choose another "
+              "paths.root=... (or fix its permissions)", EXIT_CONFIG)
+
+
+def check_overrides(argv: list[str]) -> None:
+    """Compose the config once before Hydra does, so that an unknown key or a badly typed value gets
+    one line instead of Hydra's report (Hydra's own flags and hydra.* keys are left to Hydra)."""
+    if any(a.startswith("-") for a in argv):
+        return
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            compose("train", overrides=[a for a in argv if not a.lstrip("+~").startswith("hydra.")])
+    except (HydraException, OmegaConfBaseException) as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()][:2]
+        _fail(": ".join(lines).rstrip(".") + " (check the key and value; `grelu-train --cfg job` prints every key)",
+              EXIT_CONFIG)
+
+
 def main() -> None:
+    check_output_root(sys.argv[1:])
     # Check group choices before Hydra so that a typo gets one line, not Hydra's multi-line report.
     for arg in sys.argv[1:]:
         key, sep, value = arg.lstrip("+~").partition("=")
@@ -77,6 +109,7 @@ def main() -> None:
                 check_group_choice(key, value)
             except ConfigError as e:
                 _fail(str(e), EXIT_CONFIG)
+    check_overrides(sys.argv[1:])
     _hydra_main()
 
 

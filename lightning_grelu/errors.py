@@ -1,5 +1,8 @@
 """User-facing errors: each carries one line that names the problem and the fix."""
 
+import argparse
+import sys
+
 
 class ConfigError(ValueError):
     """A configuration value is out of range or unknown."""
@@ -8,3 +11,11 @@ class ConfigError(ValueError):
 EXIT_CONFIG = 2  # bad config, data or arguments: nothing was trained
 EXIT_FAILED = 1  # the run crashed
 EXIT_DIVERGED = 3  # the loss became NaN/Inf; the last good checkpoint is kept
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the suite's error style: one line (what is wrong, where help is), exit 2."""
+
+    def error(self, message: str):
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(EXIT_CONFIG)

@@ -24,14 +24,31 @@ def wandb_mode() -> str:
     return os.environ.get("WANDB_MODE") or ("online" if _has_wandb_key() else "offline")
 
 
-def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
+def wandb_run_id(run_dir: Path, resuming: bool) -> str:
+    """The W&B run id of this run directory, kept in ``wandb/run_id``: a resumed run (``ckpt_path``) continues
+    the same W&B run, a fresh one gets a new id."""
+    path = run_dir / "wandb" / "run_id"
+    if resuming and path.exists():
+        return path.read_text().strip()
+    import wandb
+
+    run_id = wandb.util.generate_id()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("run_id.tmp")
+    tmp.write_text(run_id + "\n")
+    tmp.replace(path)
+    return run_id
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path, resuming: bool = False) -> list:
     loggers = []
     for name, lcfg in (cfg.get("logger") or {}).items():
         if lcfg is None:
             continue
         if "Wandb" in str(lcfg.get("_target_", "")):
             os.environ.setdefault("WANDB_MODE", wandb_mode())
-            (run_dir / "wandb").mkdir(parents=True, exist_ok=True)
+            loggers.append(instantiate(lcfg, id=wandb_run_id(run_dir, resuming), resume="allow"))
+            continue
         loggers.append(instantiate(lcfg))
     return loggers
 

@@ -11,17 +11,16 @@ Exit codes: 0 done, 2 bad arguments or unreadable records.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from lightning_grelu.errors import EXIT_CONFIG
+from lightning_grelu.errors import ArgumentParser, EXIT_CONFIG
 
 DEFAULT_METRICS = ["train/sse", "train/mse", "test/sse", "test/acc", "steps_to_eps", "wall_time_s"]
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="grelu-report", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="grelu-report", description=__doc__.split("\n\n")[0])
     p.add_argument("paths", nargs="*", help="run directories, or directories holding runs")
     p.add_argument("--study", help="a sweep's study name (with --storage)")
     p.add_argument("--storage", help="the study's storage URL (sqlite:///..., journal:///..., postgresql://...)")

@@ -13,18 +13,17 @@ them). Exit codes: 0 done, 2 bad arguments or missing data (nothing run), 1 a jo
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
-from lightning_grelu.errors import EXIT_CONFIG, EXIT_FAILED, ConfigError
+from lightning_grelu.errors import ArgumentParser, ConfigError, EXIT_CONFIG, EXIT_FAILED
 
 
 def parse_args(argv):
     from lightning_grelu.reproduce import TARGETS
 
-    p = argparse.ArgumentParser(prog="grelu-reproduce", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="grelu-reproduce", description=__doc__.split("\n\n")[0])
     p.add_argument("target", nargs="?", choices=sorted(TARGETS), metavar="TARGET",
                    help="one of: " + ", ".join(TARGETS))
     p.add_argument("--profile", choices=["smoke", "paper"], default="smoke")

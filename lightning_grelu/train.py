@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 import warnings
+import zipfile
 from pathlib import Path
 
 import lightning as L
@@ -18,7 +20,9 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from lightning_grelu import faults
 from lightning_grelu.callbacks import Diverged, DivergenceGuard, RunRecord, TimeToTarget
+from lightning_grelu.callbacks.checkpoint_io import AtomicCheckpointIO
 from lightning_grelu.config_check import validate
 from lightning_grelu.data.base import DataError
 from lightning_grelu.errors import ConfigError
@@ -33,9 +37,11 @@ logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str, fault: str | None = None) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
+    if fault:
+        faults.point(fault)
     tmp.replace(path)
 
 
@@ -74,7 +80,29 @@ def _resolve_ckpt(ckpt_path, run_dir: Path):
         return str(last) if last.exists() else None
     if not Path(ckpt_path).exists():
         raise ConfigError(f"ckpt_path {ckpt_path!r} does not exist (give a .ckpt file, or ckpt_path=last)")
+    if not zipfile.is_zipfile(ckpt_path):  # torch.save writes a zip archive; anything else is not ours
+        raise ConfigError(f"ckpt_path {ckpt_path!r} is not a checkpoint (not a torch.save archive: truncated or "
+                          "another file); give a .ckpt from checkpoints/, or ckpt_path=last")
     return ckpt_path
+
+
+def check_writable(run_dir: Path, model) -> None:
+    """Before training: the run directory can be made and written, and its disk has room for two
+    checkpoints (weights, optimizer state and gates; a new one is written beside the last)."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write the run directory {run_dir}: {e.strerror or e}; choose another "
+                          "paths.root=... or paths.run_dir=..., or fix its permissions") from None
+    state = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    need = 2 * 3 * state + (64 << 20)  # x3: weights + momentum/Adam state; x2: old and new checkpoint
+    free = shutil.disk_usage(run_dir).free
+    if free < need:
+        raise ConfigError(f"not enough disk space for {run_dir}: about {need / 2**30:.2f} GiB needed for checkpoints, "
+                          f"{free / 2**30:.2f} GiB free; free some space or choose another paths.root=...")
 
 
 def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
@@ -85,10 +113,10 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm, model = _build(cfg)  # bad values fail here, before anything is written
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(run_dir, model)
     if rank_zero_only.rank == 0:
         write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    loggers = build_loggers(cfg, run_dir)
+    loggers = build_loggers(cfg, run_dir, resuming=ckpt_path is not None)
     record = RunRecord(run_dir)
     target = TimeToTarget(cfg.eps, relative=cfg.get("eps_relative", False), stop=cfg.get("stop_at_eps", False))
     try:
@@ -97,7 +125,7 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
         raise ConfigError(f"callbacks: {e.__cause__ or e}") from None
     extra += list(callbacks or [])
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[record, target, DivergenceGuard(), *extra],
-                          default_root_dir=str(run_dir))
+                          default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()])
     config = OmegaConf.to_container(cfg, resolve=True)
     for lg in loggers:
         lg.log_hyperparams(config)
@@ -115,7 +143,7 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
         wall = time.perf_counter() - t0
         summary = summarize(cfg, trainer, model, dm, record, target, status, error, wall)
         if rank_zero_only.rank == 0:
-            write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+            write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n", fault="summary")
             publish_summary(loggers, summary)
         finish_wandb(loggers, exit_code=0 if status == "completed" else 1)
     return summary

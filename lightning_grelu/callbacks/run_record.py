@@ -14,6 +14,8 @@ from pathlib import Path
 
 import lightning as L
 
+from lightning_grelu import faults
+
 
 def _scalar(v):
     try:
@@ -86,6 +88,7 @@ class RunRecord(L.Callback):
             w = csv.DictWriter(f, fieldnames=keys)
             w.writeheader()
             w.writerows(self.rows)
+        faults.point("metrics")
         tmp.replace(self.path)  # atomic: a reader never sees half a file
 
     def state_dict(self):

@@ -12,6 +12,8 @@ from __future__ import annotations
 import lightning as L
 import torch
 
+from lightning_grelu import faults
+
 OPTIMIZERS = ("sgd", "adam")
 
 
@@ -76,6 +78,7 @@ class RegressionModule(L.LightningModule):
         return sse
 
     def training_step(self, batch, batch_idx):
+        faults.point("train_step")
         if self.automatic_optimization:
             return self._step(batch, "train") * self.trainer.world_size
         opt = self.optimizers()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from lightning_grelu import faults
 from lightning_grelu.modules.base import RegressionModule
 from lightning_grelu.modules.grelu import GReLUModule
 from lightning_grelu.nets import ReLUMLP, grelu_to_relu
@@ -61,6 +62,7 @@ class GReLUToReLUModule(GReLUModule):
                                          all_reduce=_all_reduce)
         else:  # n <= m: the exact kernel solve, identical on every rank
             relu, report = grelu_to_relu(self.net, x, ridge=self.ridge)
+        faults.point("switch")
         for mine, solved in zip(self.net.W, relu.W):
             mine.copy_(solved)
         self.switched.fill_(True)

@@ -76,6 +76,12 @@ both ReLU and GReLU. In contrast, none of the runs with lower width converged, f
                             "alpha": 0.4 + 0.6 * (r["width"] / max(x["width"] for x in rows))}))
         plots.curves(out / "fig2a.png", series, f"Fig. 2a ({ctx.profile}): max over seeds at p=1, min below",
                      "train SSE", xlabel="GD step")
+        verdict = []
+        for model in ("relu", "grelu"):
+            all_in = [f"{r['label']} (m={r['width']})" for r in rows
+                      if r["model"] == model and r["converged (train/sse <= eps)"] == r["seeds"]]
+            verdict.append(f"- {model}: every seed converged at {', '.join(all_in) or 'no width'}; the paper: only p=1.0.")
         return (f"n = {p['n']}, L = {p['depth']}, n^2 L = {p['n'] ** 2 * p['depth']}. A run converged when its final "
-                "train SSE (whole training set, final weights) is <= eps.\n\n" + tables.markdown(rows)
+                "train SSE (whole training set, final weights) is <= eps.\n\n" + "\n".join(verdict) + "\n\n"
+                + tables.markdown(rows)
                 + "\n![Fig. 2a](fig2a.png)\n")

@@ -58,7 +58,7 @@ would confirm it."""
                 if mode in bench:
                     b = bench[mode]
                     rows.append({"case": b["case"], "precision": b["precision"], "hardware": meta.get("hardware"),
-                                 "mode": mode, "relu ms (suite)": relu["suite_ms"], f"{mode} ms (suite)": b["suite_ms"],
+                                 "mode": mode, "relu ms (suite)": relu["suite_ms"], "mode ms (suite)": b["suite_ms"],
                                  "GReLU / ReLU (suite)": b["suite_ms"] / relu["suite_ms"],
                                  "GReLU / ReLU (plain loop)": b["plain_ms"] / relu["plain_ms"], "paper": 0.5})
         tables.write_csv(rows, out / "speed.csv")

@@ -1,0 +1,31 @@
+"""Crash points, for the tests that prove what survives a crash (and for anyone checking their own set-up).
+
+``GRELU_DIE_AT=<point>[:<n>]`` sends this process SIGKILL the n-th time (default: the first) it reaches
+``<point>``: a real, uncatchable kill at a chosen moment. Points:
+
+- ``train_step``: inside a training step;
+- ``checkpoint``: a checkpoint's bytes are in its temp file, not yet renamed into place;
+- ``switch``: the GReLU->ReLU solve has finished, the weights are not yet replaced;
+- ``metrics`` / ``summary``: ``metrics.csv`` / ``summary.json`` written to a temp file, not yet renamed.
+
+Unset (always, outside tests) it costs one environment lookup per point.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+_seen: dict[str, int] = {}
+
+
+def point(name: str) -> None:
+    spec = os.environ.get("GRELU_DIE_AT")
+    if not spec:
+        return
+    target, _, nth = spec.partition(":")
+    if target != name:
+        return
+    _seen[name] = _seen.get(name, 0) + 1
+    if _seen[name] == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,126 @@
+"""Bad input, as users meet it: every command, bad configs, bad data files, bad sweep specs and bad
+arguments. Each gets one line on stderr (what is wrong and what to do), a non-zero exit, no traceback,
+and nothing half-written."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures import HEADER, sgemm_rows, write_cifar10, write_fashion_mnist
+
+BIN = Path(sys.executable).parent
+TINY = ["data.n=10", "data.d=10", "model.width=20", "model.depth=2", "trainer.max_epochs=2", "callbacks=none"]
+
+
+def fmnist_truncated(d: Path) -> list[str]:
+    write_fashion_mnist(d / "f")
+    blob = (d / "f" / "train-images-idx3-ubyte.gz").read_bytes()
+    (d / "f" / "train-images-idx3-ubyte.gz").write_bytes(blob[: len(blob) // 2])
+    return ["data=fashion_mnist", f"data.data_dir={d / 'f'}"]
+
+
+def fmnist_not_gzip(d: Path) -> list[str]:
+    write_fashion_mnist(d / "f")
+    (d / "f" / "train-labels-idx1-ubyte.gz").write_bytes(b"<html>404 not found</html>")
+    return ["data=fashion_mnist", f"data.data_dir={d / 'f'}"]
+
+
+def cifar_corrupt(d: Path) -> list[str]:
+    write_cifar10(d / "c")
+    (d / "c" / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"\x80\x02garbage")
+    return ["data=cifar10", f"data.data_dir={d / 'c'}"]
+
+
+def sgemm_bad_header(d: Path) -> list[str]:
+    (d / "s").mkdir()
+    rows = "".join(",".join(map(str, r)) + "\n" for r in sgemm_rows(20))
+    (d / "s" / "sgemm_product.csv").write_text(",".join(h.upper() for h in HEADER[:-1]) + ",runtime\n" + rows)
+    return ["data=sgemm", f"data.data_dir={d / 's'}"]
+
+
+def corrupt_checkpoint(d: Path) -> list[str]:
+    (d / "bad.ckpt").write_bytes(b"not a checkpoint")
+    return [f"ckpt_path={d / 'bad.ckpt'}"]
+
+
+def a_file_as_root(d: Path) -> list[str]:
+    (d / "afile").write_text("x")
+    return [f"paths.root={d / 'afile'}"]
+
+
+def empty_dir(name: str):
+    def make(d: Path) -> list[str]:
+        (d / name).mkdir()
+        return [f"data={name}", f"data.data_dir={d / name}"]
+    return make
+
+
+# (command, arguments, a needle the one line must hold, a function preparing files -> extra arguments)
+CASES = [
+    ("grelu-train", ["model.width=0"], "model.width", None),
+    ("grelu-train", ["model.depth=0"], "model.depth", None),
+    ("grelu-train", ["model.lr=0"], "model.lr", None),
+    ("grelu-train", ["model.lr=-1e-3"], "model.lr", None),
+    ("grelu-train", ["model=resnet"], "unknown model 'resnet'", None),
+    ("grelu-train", ["data=imagenet"], "unknown data 'imagenet'", None),
+    ("grelu-train", ["model=grelu_to_relu", "model.switch_epoch=500"], "model.switch_epoch", None),
+    ("grelu-train", ["model=grelu_to_relu", "model.switch_epoch=0"], "model.switch_epoch", None),
+    ("grelu-train", ["data.n=0"], "data.n", None),
+    ("grelu-train", ["trainer.max_epochs=0"], "trainer.max_epochs", None),
+    ("grelu-train", ["ckpt_path=/no/such.ckpt"], "ckpt_path", None),
+    ("grelu-train", ["model.gate_init=sideways"], "model.gate_init", None),
+    ("grelu-train", ["model.inner_steps=4", "data.batch_size=5"], "needs full-batch data", None),
+    ("grelu-train", ["data=synthetic", "data.d_in=0"], "data.d_in", None),
+    ("grelu-train", ["model.widht=3"], "model.widht", None),
+    ("grelu-train", ["model.width=wide"], "model.width", None),
+    ("grelu-train", [], "not a checkpoint", corrupt_checkpoint),
+    ("grelu-train", [], "is not a directory", a_file_as_root),
+    ("grelu-train", [], "train-images-idx3-ubyte", empty_dir("fashion_mnist")),
+    ("grelu-train", [], "train-images-idx3-ubyte", fmnist_truncated),
+    ("grelu-train", [], "train-labels-idx1-ubyte", fmnist_not_gzip),
+    ("grelu-train", [], "data_batch_3", cifar_corrupt),
+    ("grelu-train", [], "cifar-10-batches-py", empty_dir("cifar10")),
+    ("grelu-train", [], "are not SGEMM's", sgemm_bad_header),
+    ("grelu-train", [], "sgemm_product.csv", empty_dir("sgemm")),
+    ("grelu-sweep", ["sweep.pruner=hyperband"], "sweep.pruner", None),
+    ("grelu-sweep", ["sweep.objectives=[]"], "sweep.objectives is empty", None),
+    ("grelu-sweep", ["sweep.space={model.width: {type: int, low: 300, high: 4}}"], "empty range", None),
+    ("grelu-reproduce", ["table9"], "invalid choice: 'table9'", None),
+    ("grelu-reproduce", ["fig2a", "--seeds", "0"], "--seeds", None),
+    ("grelu-bench", ["--case", "huge"], "invalid choice: 'huge'", None),
+    ("grelu-report", ["/no/such/runs"], "no such directory", None),
+]
+
+
+@pytest.mark.parametrize("command,args,needle,prepare", CASES,
+                         ids=[f"{i:02d}-{c}-{' '.join(a) or (p.__name__ if p else '')}" for i, (c, a, _, p) in
+                              enumerate(CASES)])
+def test_bad_input_gets_one_clear_line_and_a_nonzero_exit(tmp_path, command, args, needle, prepare):
+    files = tmp_path / "files"
+    files.mkdir()
+    extra = prepare(files) if prepare else []
+    work = tmp_path / "work"
+    work.mkdir()
+    argv = [str(BIN / command)]
+    if command == "grelu-train":  # a tiny problem first, the bad input after it (the last value wins)
+        argv += TINY if not any(a.startswith("data=") for a in args + extra) else ["trainer.max_epochs=1"]
+    argv += [*args, *extra]
+    if command == "grelu-train":
+        if not any(a.startswith("paths.root=") for a in extra):
+            argv.append(f"paths.root={work / 'runs'}")
+    if command == "grelu-sweep":
+        argv.append(f"sweep.out_dir={work / 'sweep'}")
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    out = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0, out.stdout[-1500:]
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and needle in lines[0], out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+    assert not [p for p in work.rglob("*") if p.is_file()], "a bad input left files behind"
