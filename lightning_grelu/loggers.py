@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import netrc
 import os
+import secrets
+import string
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -30,9 +32,7 @@ def wandb_run_id(run_dir: Path, resuming: bool) -> str:
     path = run_dir / "wandb" / "run_id"
     if resuming and path.exists():
         return path.read_text().strip()
-    import wandb
-
-    run_id = wandb.util.generate_id()
+    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))  # W&B's id format
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name("run_id.tmp")
     tmp.write_text(run_id + "\n")

@@ -77,7 +77,13 @@ def _resolve_ckpt(ckpt_path, run_dir: Path):
         return None
     if ckpt_path == "last":
         last = run_dir / "checkpoints" / "last.ckpt"
-        return str(last) if last.exists() else None
+        if last.exists():
+            return str(last)
+        if (run_dir / "metrics.csv").exists():  # starting over here would overwrite the run's records
+            raise ConfigError(f"ckpt_path=last: {run_dir} has records but no checkpoints/last.ckpt (the run stopped "
+                              "before its first checkpoint; see callbacks.model_checkpoint.every_n_epochs); start "
+                              "it again in a new paths.run_dir")
+        return None  # nothing there yet: a fresh start
     if not Path(ckpt_path).exists():
         raise ConfigError(f"ckpt_path {ckpt_path!r} does not exist (give a .ckpt file, or ckpt_path=last)")
     if not zipfile.is_zipfile(ckpt_path):  # torch.save writes a zip archive; anything else is not ours
@@ -141,6 +147,7 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
         raise
     finally:
         wall = time.perf_counter() - t0
+        record.flush(trainer)
         summary = summarize(cfg, trainer, model, dm, record, target, status, error, wall)
         if rank_zero_only.rank == 0:
             write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n", fault="summary")

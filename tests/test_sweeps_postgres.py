@@ -1,5 +1,5 @@
-"""PostgreSQL for real: a throwaway server (Debian's postgresql, installed by .ci/run), two workers,
-one killed with SIGKILL mid-trial: its trial is retried and nothing completed is lost."""
+"""PostgreSQL for real: a throwaway server (Debian's postgresql, installed by .ci/run): two workers, one
+killed with SIGKILL mid-trial (its trial is retried, nothing completed is lost), and four workers at once."""
 
 import glob
 import os
@@ -15,7 +15,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from test_sweeps import sweep
+from test_sweeps import four_workers_share_one_grid_exactly, sweep
 
 PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 
@@ -89,3 +89,10 @@ def test_postgres_two_workers_one_killed_mid_trial_is_retried(tmp_path, postgres
     assert len(complete) == 4 and len({tuple(sorted(t.params.items())) for t in complete}) == 4
     for number, values in done_before.items():  # nothing completed was lost
         assert by_number[number].state == TrialState.COMPLETE and by_number[number].values == values
+
+
+@pytest.mark.slow
+def test_postgres_four_concurrent_workers_run_each_grid_point_exactly_once(tmp_path, postgres):
+    storage_url = postgres.replace("postgresql://", "postgresql+psycopg://")
+    four_workers_share_one_grid_exactly(postgres, tmp_path,
+                                        lambda: optuna.load_study(study_name="ackley_grid", storage=storage_url))

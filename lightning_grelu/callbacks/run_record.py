@@ -73,6 +73,13 @@ class RunRecord(L.Callback):
         if trainer.is_global_zero:
             self._write()
 
+    def flush(self, trainer) -> None:
+        """After fit, whatever happened: a run resumed from its final checkpoint skips the training hooks, and
+        its restored rows must still reach metrics.csv."""
+        self._complete(trainer)
+        if trainer.is_global_zero and self.rows:
+            self._write()
+
     def on_exception(self, trainer, pl_module, exception):
         self._complete(trainer)
         if trainer.is_global_zero and self.rows:

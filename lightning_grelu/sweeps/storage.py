@@ -40,12 +40,15 @@ def make_storage(url: str, retry_dead: bool):
 def retrying(make, what: str, tries: int = 20):
     """Workers started together race to create the same tables and study: retry transient database
     errors with jittered back-off; anything else (bad URL, server down, missing driver) fails at once."""
-    from sqlalchemy.exc import IntegrityError, OperationalError
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
     for attempt in range(tries):
         try:
             return make()
-        except (OperationalError, IntegrityError) as e:
+        except (OperationalError, IntegrityError, ProgrammingError) as e:
+            # PostgreSQL: two workers creating the schema at once -> "type ... already exists" (DuplicateObject)
+            if isinstance(e, ProgrammingError) and "already exists" not in str(e):
+                raise ConfigError(f"{what} cannot be opened: {type(e).__name__}: {str(e).splitlines()[0]}") from None
             if attempt == tries - 1 or "unable to open" in str(e) or "could not connect" in str(e):
                 raise ConfigError(f"{what} cannot be opened: {type(e).__name__}: {str(e).splitlines()[0]}") from None
             time.sleep(0.05 + random.random() * 0.2 * (attempt + 1))
