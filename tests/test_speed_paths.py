@@ -62,3 +62,17 @@ def test_grelu_bench_rejects_bad_arguments():
     out = subprocess.run([sys.executable, "-m", "lightning_grelu.bench", "--steps", "0"], capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 2 and "--steps" in out.stderr
+
+
+@pytest.mark.parametrize("script,fields", [("conversion", ["epoch_s", "conversion_s", "conversion_in_epochs"]),
+                                           ("augmentation", ["step_s_plain", "step_s_augment", "ratio"])])
+def test_benchmark_scripts_run_small_on_cpu_and_record_every_field(tmp_path, script, fields):
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(repo / "benchmarks" / f"{script}.py"), "--small", "--device", "cpu",
+                          "--precision", "32-true", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    rec = json.loads((tmp_path / f"{script}.jsonl").read_text().splitlines()[-1])
+    assert all(isinstance(rec[f], float) and rec[f] > 0 for f in fields)
+    assert rec["commit"] and rec["hardware"] and "--small" in rec["command"]
