@@ -237,3 +237,24 @@ def test_grelu_learns_on_real_fashion_mnist(cfg_for, tmp_path):
                       "model.width=512", "model.depth=2", "model.lr=1e-4", "trainer.max_epochs=1", "callbacks=none"))
     assert s["status"] == "completed" and s["train/sse"] < 0.8 * s["initial/train_sse"]
     assert s["n_train"] == 3000
+
+
+def test_batched_randaugment_equals_torchvisions_per_image_application():
+    """Every (op, sign) of RandAugment's space, applied to a group at once, equals applying it image by
+    image; so the batched path is RandAugment once per image, only faster."""
+    from lightning_grelu.data.randaugment import BatchRandAugment
+
+    aug = BatchRandAugment(num_ops=2, magnitude=9)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=gen)
+    ops = len(aug.ops)
+    # slot 1 covers every op with both signs; slot 2 random: groups of several images per (op, sign)
+    first = (torch.arange(64) % ops, (torch.arange(64) // ops) % 2 == 1)
+    draws = [first, (torch.randint(ops, (64,), generator=gen), torch.rand(64, generator=gen) <= 0.5)]
+    batched, reference = aug.apply(x, draws), aug.per_image(x, draws)
+    assert batched.dtype == torch.uint8 and batched.shape == x.shape
+    assert torch.equal(batched, reference)
+    assert not torch.equal(batched, x)  # it did augment
+    torch.manual_seed(1)
+    once = aug(x)
+    assert once.shape == x.shape and not torch.equal(once, x)

@@ -12,9 +12,9 @@ train with its own seed; test is the official test set.
 from __future__ import annotations
 
 import torch
-from torchvision.transforms import v2
 
 from lightning_grelu.data.base import DataError, Split, TensorDataModule
+from lightning_grelu.data.randaugment import BatchRandAugment
 
 
 class ImageDataModule(TensorDataModule):
@@ -32,7 +32,7 @@ class ImageDataModule(TensorDataModule):
             raise DataError(f"data.limit_train must be an integer >= 1 or null, got {limit_train!r}")
         self.data_dir, self.download, self.unit_norm = data_dir, download, unit_norm
         self.augment, self.val_size, self.split_seed, self.limit_train = augment, val_size, split_seed, limit_train
-        self._randaugment = v2.RandAugment(num_ops=num_ops, magnitude=magnitude) if augment else None
+        self._randaugment = BatchRandAugment(num_ops=num_ops, magnitude=magnitude) if augment else None
         self._stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def load_images(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -63,7 +63,7 @@ class ImageDataModule(TensorDataModule):
 
     def featurize(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         if train and self._randaugment is not None:
-            x = torch.stack([self._randaugment(img) for img in x]) if len(x) else x
+            x = self._randaugment(x)  # each image draws its own ops; same-op images run together
         if x.device not in self._stats:
             self._stats[x.device] = (self.mean.to(x.device)[:, None, None], self.std.to(x.device)[:, None, None])
         mean, std = self._stats[x.device]
