@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from lightning_grelu.atomic import write_atomic
 from lightning_grelu.errors import ArgumentParser
 
 # name: (width, depth, batch, d_in, d_out, batches_per_epoch); the first four mirror the reference loop
@@ -216,9 +217,7 @@ def write_results(out: Path, results: list[Result], argv: str, device: torch.dev
     lines = [json.dumps({"kind": "meta", **meta})] + [json.dumps({"kind": "bench", **asdict(r)}) for r in results]
     lines += [json.dumps({"kind": "reference", **r}) for r in reference]
     name = f"{results[0].case}_{results[0].precision}_inner{results[0].inner_steps}.jsonl"
-    tmp = out / (name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(out / name)  # atomic: an interrupted run leaves the previous file
+    write_atomic(out / name, "\n".join(lines) + "\n")  # an interrupted run leaves the previous file
     write_readme(out)
 
 
@@ -240,9 +239,7 @@ def write_readme(out: Path) -> None:
         if refs:
             text += ["", f"Reference loop in the same run: {len(refs)} records (see the .jsonl)."]
         text.append("")
-    tmp = out / "README.md.tmp"
-    tmp.write_text("\n".join(text))
-    tmp.replace(out / "README.md")
+    write_atomic(out / "README.md", "\n".join(text))
 
 
 def print_table(results: list[Result]) -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from lightning_grelu.atomic import write_atomic
+
 
 def _has_wandb_key() -> bool:
     if os.environ.get("WANDB_API_KEY"):
@@ -34,9 +36,7 @@ def wandb_run_id(run_dir: Path, resuming: bool) -> str:
         return path.read_text().strip()
     run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))  # W&B's id format
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("run_id.tmp")
-    tmp.write_text(run_id + "\n")
-    tmp.replace(path)
+    write_atomic(path, run_id + "\n")
     return run_id
 
 

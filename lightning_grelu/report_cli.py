@@ -53,7 +53,7 @@ def collect(args):
 
 def report(runs, by: list[str], metrics: list[str], curve: str, out: Path) -> list[dict]:
     from lightning_grelu.results import plots, tables
-    from lightning_grelu.results.publish import atomic_dir
+    from lightning_grelu.atomic import atomic_dir
 
     present = [m for m in metrics if any(r.get(m) is not None for r in runs)]
     rows = tables.aggregate(runs, by, present)

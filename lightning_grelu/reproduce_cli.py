@@ -14,6 +14,7 @@ them). Exit codes: 0 done, 2 bad arguments or missing data (nothing run), 1 a jo
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -43,7 +44,8 @@ def parse_args(argv):
 
 
 def main(argv: list[str] | None = None) -> None:
-    args, targets = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args, targets = parse_args(argv)
     if args.list:
         for name, t in targets.items():
             print(f"{name:15s} {t.title}" + (f"  [data: {t.data}]" if t.data else ""))
@@ -54,7 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     target = targets[args.target]
     ctx = Context(args.profile, seeds=args.seeds, overrides=list(args.override))
     try:
-        dest = run_target(target, ctx, Path(args.results), Path(args.work), fresh=args.fresh,
+        command = "grelu-reproduce " + " ".join(shlex.quote(a) for a in argv)
+        dest = run_target(target, ctx, Path(args.results), Path(args.work), command, fresh=args.fresh,
                           device="gpu" if args.profile == "paper" else "cpu")
     except ConfigError as e:
         print(f"grelu-reproduce: error: {target.name}: {e}", file=sys.stderr)

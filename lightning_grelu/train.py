@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from lightning_grelu import faults
+from lightning_grelu.atomic import write_atomic
 from lightning_grelu.callbacks import Diverged, DivergenceGuard, RunRecord, TimeToTarget
 from lightning_grelu.callbacks.checkpoint_io import AtomicCheckpointIO
 from lightning_grelu.config_check import validate
@@ -37,14 +37,6 @@ logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
 
 
-def write_atomic(path: Path, text: str, fault: str | None = None) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    if fault:
-        faults.point(fault)
-    tmp.replace(path)
-
-
 def _finite(v):
     if isinstance(v, float) and not math.isfinite(v):
         return None  # JSON has no NaN; a diverged value is recorded as null beside status
@@ -56,12 +48,10 @@ def _without_name(node: DictConfig) -> dict:
     return {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "name"}
 
 
-def _build(cfg: DictConfig):
-    """DataModule and LightningModule from the config; bad values become one-line ConfigErrors."""
+def _instantiate(node, **kwargs):
+    """Instantiate a config group; a bad value or a bad data file becomes a one-line ConfigError."""
     try:
-        dm = instantiate(_without_name(cfg.data))
-        dm.setup("fit")
-        model = instantiate(_without_name(cfg.model), d_in=dm.d_in, d_out=dm.d_out)
+        return instantiate(node, **kwargs)
     except (DataError, ValueError) as e:
         raise ConfigError(str(e)) from None
     except Exception as e:  # hydra wraps constructor errors in InstantiationException
@@ -69,7 +59,22 @@ def _build(cfg: DictConfig):
         if isinstance(cause, (DataError, ValueError)):
             raise ConfigError(str(cause)) from None
         raise
-    return dm, model
+
+
+def build_data(cfg: DictConfig):
+    """The DataModule, set up: its files are read (and checked) here."""
+    dm = _instantiate(_without_name(cfg.data))
+    try:
+        dm.setup("fit")
+    except (DataError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+    return dm
+
+
+def _build(cfg: DictConfig):
+    """DataModule and LightningModule from the config; bad values become one-line ConfigErrors."""
+    dm = build_data(cfg)
+    return dm, _instantiate(_without_name(cfg.model), d_in=dm.d_in, d_out=dm.d_out)
 
 
 def _resolve_ckpt(ckpt_path, run_dir: Path):

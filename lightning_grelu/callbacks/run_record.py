@@ -9,12 +9,13 @@ train SSE (one forward pass over the training set at the start of a fresh run).
 from __future__ import annotations
 
 import csv
+import io
 import time
 from pathlib import Path
 
 import lightning as L
 
-from lightning_grelu import faults
+from lightning_grelu.atomic import write_atomic
 
 
 def _scalar(v):
@@ -32,6 +33,7 @@ class RunRecord(L.Callback):
         self._pending: dict | None = None
         self.t0 = time.perf_counter()
         self._last_write = 0.0
+        self._written = 0  # rows in metrics.csv as last written
         self._trainer = None
 
     def on_train_start(self, trainer, pl_module):
@@ -75,9 +77,9 @@ class RunRecord(L.Callback):
 
     def flush(self, trainer) -> None:
         """After fit, whatever happened: a run resumed from its final checkpoint skips the training hooks, and
-        its restored rows must still reach metrics.csv."""
+        its restored rows must still reach metrics.csv (rows already written are not written again)."""
         self._complete(trainer)
-        if trainer.is_global_zero and self.rows:
+        if trainer.is_global_zero and len(self.rows) != self._written:
             self._write()
 
     def on_exception(self, trainer, pl_module, exception):
@@ -90,13 +92,12 @@ class RunRecord(L.Callback):
         keys: list[str] = []
         for r in self.rows:
             keys += [k for k in r if k not in keys]
-        tmp = self.path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(self.rows)
-        faults.point("metrics")
-        tmp.replace(self.path)  # atomic: a reader never sees half a file
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=keys)
+        w.writeheader()
+        w.writerows(self.rows)
+        write_atomic(self.path, buf.getvalue(), fault="metrics")  # a reader never sees half a file
+        self._written = len(self.rows)
 
     def state_dict(self):
         # A checkpoint is taken at epoch end: its row is filled with what is known by then

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import shlex
-import sys
+import shutil
 from pathlib import Path
 
+from lightning_grelu.atomic import atomic_dir, write_atomic
 from lightning_grelu.errors import ConfigError
-from lightning_grelu.reproduce.target import Context, Job, Target, copy_records, header, write_json
+from lightning_grelu.reproduce.target import Context, Job, Target, copy_records, header
 
 
 def compose(run_dir: Path, overrides: list[str]):
@@ -22,32 +22,26 @@ def compose(run_dir: Path, overrides: list[str]):
 
 def check_data(job: Job, ctx: Context, work: Path) -> None:
     """Load the first job's data once: a missing or corrupt file stops the target before any run."""
-    from hydra.utils import instantiate
-
     from lightning_grelu.config_check import validate
-    from lightning_grelu.data.base import DataError
-    from lightning_grelu.train import _without_name
+    from lightning_grelu.train import build_data
 
     cfg = compose(work / job.label, [*job.overrides, *ctx.overrides])
     validate(cfg)
-    try:
-        instantiate(_without_name(cfg.data)).setup("fit")
-    except DataError as e:
-        raise ConfigError(str(e)) from None
-    except Exception as e:
-        cause = e.__cause__ or e.__context__
-        if isinstance(cause, DataError):
-            raise ConfigError(str(cause)) from None
-        raise
+    build_data(cfg)
 
 
-def finished(run_dir: Path, overrides: list[str]) -> bool:
+def recorded_overrides(run_dir: Path) -> list[str] | None:
     try:
-        done = json.loads((run_dir / "summary.json").read_text())["status"] in ("completed", "diverged")
-        same = json.loads((run_dir / "overrides.json").read_text()) == overrides
+        return json.loads((run_dir / "overrides.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def finished(run_dir: Path) -> bool:
+    try:
+        return json.loads((run_dir / "summary.json").read_text())["status"] in ("completed", "diverged")
     except (OSError, ValueError, KeyError):
         return False
-    return done and same
 
 
 def run_jobs(jobs: list[Job], ctx: Context, work: Path, fresh: bool, progress) -> None:
@@ -58,43 +52,32 @@ def run_jobs(jobs: list[Job], ctx: Context, work: Path, fresh: bool, progress) -
     for i, job in enumerate(jobs, 1):
         run_dir = work / job.label
         overrides = [*job.overrides, *ctx.overrides]
-        if not fresh and finished(run_dir, overrides):
+        same = not fresh and recorded_overrides(run_dir) == overrides
+        if same and finished(run_dir):
             progress(f"[{i}/{len(jobs)}] {job.label}: done before, reused")
             continue
         resume = []
-        if not fresh and (run_dir / "checkpoints" / "last.ckpt").exists() and _same(run_dir, overrides):
+        if same and (run_dir / "checkpoints" / "last.ckpt").exists():
             resume = ["ckpt_path=last"]  # an interrupted job continues from its last checkpoint
         elif run_dir.exists():
-            import shutil
-
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "overrides.json", overrides)
+        write_atomic(run_dir / "overrides.json", json.dumps(overrides, indent=2) + "\n")
         summary = train(compose(run_dir, [*overrides, *resume]))
         progress(f"[{i}/{len(jobs)}] {job.label}: {summary['status']}, train/sse {summary['train/sse']}"
                  + (" (resumed)" if resume else ""))
 
 
-def _same(run_dir: Path, overrides: list[str]) -> bool:
-    try:
-        return json.loads((run_dir / "overrides.json").read_text()) == overrides
-    except (OSError, ValueError):
-        return False
-
-
-def run_target(target: Target, ctx: Context, results_root: Path, work_root: Path, fresh: bool = False,
-               progress=print, device: str = "cpu") -> Path:
+def run_target(target: Target, ctx: Context, results_root: Path, work_root: Path, command: str,
+               fresh: bool = False, progress=print, device: str = "cpu") -> Path:
     import torch
 
     from lightning_grelu.bench import commit, hardware
-    from lightning_grelu.results.publish import atomic_dir
 
     work = (work_root / target.name / ctx.profile).resolve()
     work.mkdir(parents=True, exist_ok=True)
     target.execute(ctx, work, fresh, progress)
     dest = results_root / target.name / ctx.profile
-    command = "grelu-reproduce " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[0].endswith(
-        "grelu-reproduce") else f"grelu-reproduce {target.name} --profile {ctx.profile}"
     dev = torch.device("cuda" if device == "gpu" and torch.cuda.is_available() else "cpu")
     with atomic_dir(dest) as out:
         copy_records(work, out)

@@ -8,7 +8,6 @@ resumes) each job, copies the run records, and swaps ``results/<target>/<profile
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -81,9 +80,3 @@ def header(target: Target, ctx: Context, command: str, hardware: str, commit: st
         lines += [f"**What this profile cannot show:** {target.cannot_show[ctx.profile]}", ""]
     lines += ["## The paper", "", target.paper.strip(), "", ""]
     return "\n".join(lines)
-
-
-def write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    tmp.replace(path)

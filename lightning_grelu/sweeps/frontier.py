@@ -17,6 +17,7 @@ line m = n^2 L and the paper's p-grid m = (n^2 L)^p) in the sweep's out_dir.
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import math
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from lightning_grelu.atomic import write_atomic
 from lightning_grelu.errors import ConfigError
 from lightning_grelu.sweeps.spec import SweepSpec
 from lightning_grelu.sweeps.worker import claim, open_study, run_trial
@@ -115,17 +117,16 @@ class Frontier:
 def write_frontier(out: Path, rows: list[dict], spec: SweepSpec) -> None:
     out.mkdir(parents=True, exist_ok=True)
     keys = list(rows[0])
-    tmp = out / "frontier.csv.tmp"
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    tmp.replace(out / "frontier.csv")
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(rows)
+    write_atomic(out / "frontier.csv", buf.getvalue())
     md = [f"# Convergence frontier: {spec.name}", "",
           f"Smallest width at which every seed reaches eps within the step budget (base: `{' '.join(spec.base)}`).",
           "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     md += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
-    (out / "frontier.md").write_text("\n".join(md) + "\n")
+    write_atomic(out / "frontier.md", "\n".join(md) + "\n")
     plot_frontier(out / "frontier.png", rows)
 
 

@@ -1,5 +1,5 @@
-"""Write a results directory atomically: build it beside the destination, then swap it in, so a
-reader (or a killed writer) sees either the old directory or the new one, never a mix."""
+"""Atomic writes: a reader, or a writer killed at any moment, sees the old file (or directory) or the
+new one, never half of one. Files: temp file + rename; directories: built beside, then swapped in."""
 
 from __future__ import annotations
 
@@ -8,6 +8,18 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+from lightning_grelu import faults
+
+
+def write_atomic(path: Path, text: str, fault: str | None = None) -> None:
+    """``fault``: a crash point (see faults.py) between writing the temp file and renaming it."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    if fault:
+        faults.point(fault)
+    tmp.replace(path)
 
 
 @contextmanager
