@@ -60,6 +60,31 @@ def four_workers_share_one_grid_exactly(url: str, tmp_path: Path, load_study) ->
         assert (run_dir / "metrics.csv").read_text().count("\n") == 6  # header + 5 epochs
 
 
+def claims_race(url: str, tmp_path: Path, n: int = 150, workers: int = 4) -> None:
+    """Workers claiming as fast as they can (no training between claims) each get distinct trials and
+    together get every one: the WAITING -> RUNNING step is atomic on this storage."""
+    import json
+
+    from lightning_grelu.sweeps.storage import make_storage
+
+    study = optuna.create_study(study_name="race", storage=make_storage(url, retry_dead=False))
+    for _ in range(n):
+        study.enqueue_trial({}, skip_if_exists=False)
+    script = Path(__file__).with_name("claim_race.py")
+    outs = [tmp_path / f"claimed{i}.json" for i in range(workers)]
+    procs = [subprocess.Popen([sys.executable, str(script), url, "race", str(o)], stderr=subprocess.PIPE, text=True)
+             for o in outs]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(errs)
+    claimed = [i for o in outs for i in json.loads(o.read_text())]
+    assert len(claimed) == len(set(claimed)) == n, f"{len(claimed) - len(set(claimed))} trials claimed twice"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_concurrent_claims_never_hand_one_trial_to_two_workers(tmp_path, kind):
+    claims_race(f"sqlite:///{tmp_path}/s.db" if kind == "sqlite" else f"journal://{tmp_path}/s.log", tmp_path)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_four_concurrent_workers_run_each_grid_point_exactly_once(tmp_path, kind):

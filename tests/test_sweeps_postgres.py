@@ -15,7 +15,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from test_sweeps import four_workers_share_one_grid_exactly, sweep
+from test_sweeps import claims_race, four_workers_share_one_grid_exactly, sweep
 
 PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 
@@ -96,3 +96,7 @@ def test_postgres_four_concurrent_workers_run_each_grid_point_exactly_once(tmp_p
     storage_url = postgres.replace("postgresql://", "postgresql+psycopg://")
     four_workers_share_one_grid_exactly(postgres, tmp_path,
                                         lambda: optuna.load_study(study_name="ackley_grid", storage=storage_url))
+
+
+def test_postgres_concurrent_claims_never_hand_one_trial_to_two_workers(tmp_path, postgres):
+    claims_race(postgres, tmp_path)

@@ -30,11 +30,28 @@ def make_storage(url: str, retry_dead: bool):
     elif not url.startswith(("postgresql://", "postgresql+psycopg2://", "postgresql+psycopg://", "mysql")):
         raise ConfigError(f"sweep.storage {url!r}: use sqlite:///file.db, journal:///file.log or postgresql://...")
     callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3) if retry_dead else None
-    kwargs = {"pool_pre_ping": True} if "sqlite" not in url else {"connect_args": {"timeout": 60}}
-    return retrying(lambda: optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S,
-                                                       grace_period=3 * HEARTBEAT_S,
-                                                       heartbeat_stale_trial_callback=callback,
-                                                       engine_kwargs=kwargs), f"sweep.storage {url!r}")
+    sqlite = url.startswith("sqlite")
+    # SQLite: pysqlite's own transaction handling is switched off (isolation_level None) so that
+    # _serialize_sqlite can open every transaction itself.
+    kwargs = {"connect_args": {"timeout": 60, "isolation_level": None}} if sqlite else {"pool_pre_ping": True}
+    storage = retrying(lambda: optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S,
+                                                          grace_period=3 * HEARTBEAT_S,
+                                                          heartbeat_stale_trial_callback=callback,
+                                                          engine_kwargs=kwargs), f"sweep.storage {url!r}")
+    if sqlite:
+        _serialize_sqlite(storage.engine)
+    return storage
+
+
+def _serialize_sqlite(engine) -> None:
+    """Claiming a trial is read-check-write (WAITING -> RUNNING). SQLite ignores SELECT ... FOR UPDATE
+    and pysqlite only begins a transaction at the first write, so two workers could both read WAITING
+    and both claim the trial (measured: 233 claims of 200 trials with 4 workers). BEGIN IMMEDIATE takes
+    the write lock before the read, so each transaction sees what the one before it committed."""
+    from sqlalchemy import event
+
+    event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    engine.dispose()  # connections pooled while the storage was built began transactions the old way
 
 
 def retrying(make, what: str, tries: int = 20):
