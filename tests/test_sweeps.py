@@ -212,6 +212,45 @@ def test_frontier_matches_direct_runs_within_a_factor_2(tmp_path):
 
 
 @pytest.mark.slow
+def test_frontier_workers_share_one_study_and_a_killed_workers_trial_is_run_again(tmp_path):
+    """Two frontier workers on one study: both do work; one is killed (with its trial process) mid-trial;
+    the survivor runs that point again instead of taking it as answered, and finishes every cell.
+    A restart afterwards adds no trial and writes the same frontier."""
+    import csv
+
+    url = f"sqlite:///{tmp_path}/f.db"
+    args = ["sweep=ackley_frontier", "sweep.frontier.cells={data.n: [4, 8]}", "sweep.frontier.seeds=[0]",
+            "sweep.frontier.resolution=2", f"sweep.storage={url}", f"sweep.out_dir={tmp_path}/out"]
+    survivor, victim = sweep(*args, cwd=tmp_path, wait=False), sweep(*args, cwd=tmp_path, wait=False)
+    deadline, victim_trial = time.time() + 300, None
+    while time.time() < deadline and victim_trial is None:  # the victim has finished one trial and runs another
+        try:
+            trials = load(url, "ackley_frontier").get_trials()
+        except Exception:
+            trials = []
+        mine = [t for t in trials if t.user_attrs.get("worker", "").endswith(f":{victim.pid}")]
+        if any(t.state == TrialState.COMPLETE for t in mine):
+            victim_trial = next((t for t in mine if t.state == TrialState.RUNNING), None)
+        time.sleep(0.2)
+    assert victim_trial is not None, "the second worker never ran two trials"
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    out, err = survivor.communicate(timeout=600)
+    assert survivor.returncode == 0, err
+    trials = load(url, "ackley_frontier").get_trials()
+    assert next(t for t in trials if t.number == victim_trial.number).state == TrialState.FAIL
+    again_done = [t for t in trials if t.state == TrialState.COMPLETE
+                  and t.user_attrs["params"] == victim_trial.user_attrs["params"]]
+    assert len(again_done) == 1 and again_done[0].number > victim_trial.number  # run again, once
+    rows = list(csv.DictReader(open(tmp_path / "out" / "frontier.csv")))
+    assert [r["data.n"] for r in rows] == ["4", "8"] and all(r["frontier_width"] for r in rows)
+    restart = sweep(*args, cwd=tmp_path)
+    assert restart.returncode == 0, restart.stderr
+    assert len(load(url, "ackley_frontier").get_trials()) == len(trials)
+    assert list(csv.DictReader(open(tmp_path / "out" / "frontier.csv"))) == rows
+
+
+@pytest.mark.slow
 def test_two_objectives_give_a_pareto_front(tmp_path):
     url = f"sqlite:///{tmp_path}/s.db"
     out = sweep("sweep=ackley_width_lr", "sweep.n_trials=4", "sweep.sampler=random", f"sweep.storage={url}",

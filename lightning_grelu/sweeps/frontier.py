@@ -3,7 +3,8 @@
 
 Every width evaluated is a set of ordinary trials in the sweep's study (fixed parameters: the
 cell's, the width, the seed), so any finished trial with the same parameters is reused: a
-re-started frontier resumes, and workers of the same study share results. Writes
+re-started frontier resumes, and several workers on one study share the work (each starts at its
+own cell, runs whatever trial is waiting, and waits for the trials others are running). Writes
 ``frontier.csv``, ``frontier.md`` and ``frontier.png`` (width vs n or depth, log axes, the theory
 line m = n^2 L and the paper's p-grid m = (n^2 L)^p) in the sweep's out_dir.
 
@@ -20,6 +21,8 @@ import csv
 import io
 import itertools
 import math
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +32,7 @@ from optuna.trial import TrialState
 from lightning_grelu.atomic import write_atomic
 from lightning_grelu.errors import ConfigError
 from lightning_grelu.sweeps.spec import SweepSpec
-from lightning_grelu.sweeps.worker import claim, open_study, run_trial
+from lightning_grelu.sweeps.worker import claim, fail_dead_trials, open_study, run_trial
 
 P_GRID = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
@@ -60,34 +63,60 @@ def _key(params: dict) -> tuple:
     return tuple(sorted((k, str(v)) for k, v in params.items()))
 
 
+POLL_S = 1.0  # how often a worker looks again at trials other workers are running
+
+
 class Frontier:
     def __init__(self, spec: SweepSpec, fspec: FrontierSpec, progress=print):
         self.spec, self.fspec, self.progress = spec, fspec, progress
         self.study, self.storage = open_study(spec, placeholders=False)
 
-    def _known(self) -> dict[tuple, bool]:
-        """Finished trials of the study: params -> converged."""
-        out = {}
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
-            if "converged" in t.user_attrs and "params" in t.user_attrs:
-                out[_key(t.user_attrs["params"])] = bool(t.user_attrs["converged"])
+    def _states(self) -> dict[tuple, bool | str]:
+        """params -> converged (a finished trial answers), or "pending" (WAITING or RUNNING somewhere).
+        Parameters absent here need a trial: never tried, or only tried by a worker that died."""
+        out: dict[tuple, bool | str] = {}
+        for t in self.study.get_trials(deepcopy=False):
+            params = t.user_attrs.get("params") or t.system_attrs.get("fixed_params")
+            if params is None:
+                continue
+            key = _key(params)
+            if t.state.is_finished() and "converged" in t.user_attrs:
+                out[key] = bool(t.user_attrs["converged"])
+            elif t.state in (TrialState.WAITING, TrialState.RUNNING) and not isinstance(out.get(key), bool):
+                out[key] = "pending"
         return out
 
     def converges(self, cell: dict, width: int) -> bool:
-        """All seeds reach eps at this width (runs only the trials not already finished)."""
-        known = self._known()
-        for seed in self.fspec.seeds:
-            params = {**cell, "model.width": width, "seed": seed}
-            if _key(params) not in known:
-                self.study.enqueue_trial(params, skip_if_exists=True)
-                trial = claim(self.study, self.storage)
-                if trial is None:  # another worker took it: wait for its result
-                    continue
-                run_trial(self.spec, self.study, self.storage, trial, params_override=params)
-                known = self._known()
-            if not known.get(_key(params), False):
+        """All seeds reach eps at this width. Runs only what no finished trial answers. Workers of one
+        study share the work: each enqueues its missing seeds, runs any WAITING trial it can claim (its
+        own or another worker's), and waits for the ones running elsewhere."""
+        wanted = {_key(p): p for p in ({**cell, "model.width": width, "seed": s} for s in self.fspec.seeds)}
+        while True:
+            fail_dead_trials(self.study, self.storage)  # a dead worker's trial becomes absent: run again
+            states = self._states()
+            answers = [states.get(k) for k in wanted]
+            if False in answers:
+                self._drop_waiting(wanted, "not needed: another seed did not converge at this width")
                 return False
-        return True
+            if all(a is True for a in answers):
+                return True
+            for key, params in wanted.items():
+                if key not in states:
+                    self.study.enqueue_trial(params, skip_if_exists=False)
+            trial = claim(self.study, self.storage)
+            if trial is not None:
+                run_trial(self.spec, self.study, self.storage, trial, fixed=True)
+            else:
+                time.sleep(POLL_S)
+
+    def _drop_waiting(self, wanted: dict, reason: str) -> None:
+        """Seeds still WAITING once the answer is known would cost a run each for nothing: fail them
+        (without a ``converged`` mark, so a later question about them enqueues them again)."""
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            if _key(t.system_attrs.get("fixed_params") or {}) in wanted:
+                if self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):  # ours to drop
+                    self.storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
+                    self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
 
     def cell_frontier(self, cell: dict) -> dict:
         lo, hi = self.fspec.low, self.fspec.high
@@ -108,8 +137,11 @@ class Frontier:
 
     def run(self) -> list[dict]:
         names = list(self.fspec.cells)
-        rows = [self.cell_frontier(dict(zip(names, values)))
-                for values in itertools.product(*self.fspec.cells.values())]
+        cells = [dict(zip(names, values)) for values in itertools.product(*self.fspec.cells.values())]
+        # workers started together begin at different cells (then reuse each other's answers)
+        start = os.getpid() % len(cells)
+        found = {i: self.cell_frontier(cells[i]) for i in [*range(start, len(cells)), *range(start)]}
+        rows = [found[i] for i in range(len(cells))]
         write_frontier(Path(self.spec.out_dir), rows, self.spec)
         return rows
 

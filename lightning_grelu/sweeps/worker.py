@@ -120,10 +120,9 @@ def _heartbeat(storage, trial_id: int, stop: threading.Event) -> None:
         storage.record_heartbeat(trial_id)
 
 
-def run_trial(spec: SweepSpec, study: optuna.Study, storage, trial: optuna.Trial,
-              params_override: dict | None = None) -> str:
-    if params_override is not None:  # frontier mode: fixed parameters (no distributions to learn)
-        params = storage.get_trial(trial._trial_id).system_attrs.get("fixed_params") or params_override
+def run_trial(spec: SweepSpec, study: optuna.Study, storage, trial: optuna.Trial, fixed: bool = False) -> str:
+    if fixed:  # frontier mode: the parameters the trial was enqueued with (no distributions to learn)
+        params = storage.get_trial(trial._trial_id).system_attrs["fixed_params"]
     else:
         params = {p.name: p.suggest(trial) for p in spec.space}
     trial.set_user_attr("params", params)
@@ -147,13 +146,14 @@ def run_trial(spec: SweepSpec, study: optuna.Study, storage, trial: optuna.Trial
         proc, reason = None, f"timed out after {spec.trial_timeout_s} s"
     finally:
         stop.set()
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    # every finished trial says whether it reached eps (frontier mode reads it; pruned: no)
+    trial.set_user_attr("converged", summary.get("steps_to_eps") is not None)
     if proc is not None and proc.returncode == EXIT_PRUNED:
         trial.set_user_attr("prune_reason", reason)
         study.tell(trial, state=TrialState.PRUNED)
         return "pruned"
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    trial.set_user_attr("converged", summary.get("steps_to_eps") is not None)
     values = [summary.get(metric) for metric, _ in spec.objectives]
     if proc is not None and proc.returncode == 0 and all(_finite(v) for v in values):
         study.tell(trial, values)
