@@ -3,6 +3,8 @@ new one, never half of one. Files: temp file + rename; directories: built beside
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import shutil
 import tempfile
@@ -20,6 +22,14 @@ def write_atomic(path: Path, text: str, fault: str | None = None) -> None:
     if fault:
         faults.point(fault)
     tmp.replace(path)
+
+
+def write_csv_atomic(path: Path, rows: list[dict], fieldnames: list[str], fault: str | None = None) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fieldnames)
+    w.writeheader()
+    w.writerows(rows)
+    write_atomic(path, buf.getvalue(), fault=fault)
 
 
 @contextmanager

@@ -4,7 +4,6 @@ and nothing half-written."""
 
 from __future__ import annotations
 
-import gzip
 import os
 import subprocess
 import sys

@@ -2,14 +2,13 @@
 
 import gzip
 import os
-import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import run_cli
-from fixtures import cifar_batch, idx_bytes, write_cifar10, write_fashion_mnist, write_sgemm
+from fixtures import idx_bytes, write_cifar10, write_fashion_mnist, write_sgemm
 from lightning_grelu.data import CIFAR10DataModule, DataError, FashionMNISTDataModule, SGEMMDataModule
 from lightning_grelu.data.fashion_mnist import DEBIAN_DIR
 from lightning_grelu.data.sgemm import HEADER

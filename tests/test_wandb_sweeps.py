@@ -5,7 +5,6 @@ import itertools
 import json
 import math
 import random
-from pathlib import Path
 
 import pytest
 import yaml

@@ -8,14 +8,12 @@ train SSE (one forward pass over the training set at the start of a fresh run).
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from pathlib import Path
 
 import lightning as L
 
-from lightning_grelu.atomic import write_atomic
+from lightning_grelu.atomic import write_csv_atomic
 
 
 def _scalar(v):
@@ -92,11 +90,7 @@ class RunRecord(L.Callback):
         keys: list[str] = []
         for r in self.rows:
             keys += [k for k in r if k not in keys]
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=keys)
-        w.writeheader()
-        w.writerows(self.rows)
-        write_atomic(self.path, buf.getvalue(), fault="metrics")  # a reader never sees half a file
+        write_csv_atomic(self.path, self.rows, keys, fault="metrics")  # a reader never sees half a file
         self._written = len(self.rows)
 
     def state_dict(self):

@@ -17,8 +17,6 @@ line m = n^2 L and the paper's p-grid m = (n^2 L)^p) in the sweep's out_dir.
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import math
 import os
@@ -26,10 +24,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import optuna
 from optuna.trial import TrialState
 
-from lightning_grelu.atomic import write_atomic
+from lightning_grelu.atomic import write_atomic, write_csv_atomic
 from lightning_grelu.errors import ConfigError
 from lightning_grelu.sweeps.spec import SweepSpec
 from lightning_grelu.sweeps.worker import claim, fail_dead_trials, open_study, run_trial
@@ -149,11 +146,7 @@ class Frontier:
 def write_frontier(out: Path, rows: list[dict], spec: SweepSpec) -> None:
     out.mkdir(parents=True, exist_ok=True)
     keys = list(rows[0])
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys)
-    w.writeheader()
-    w.writerows(rows)
-    write_atomic(out / "frontier.csv", buf.getvalue())
+    write_csv_atomic(out / "frontier.csv", rows, keys)
     md = [f"# Convergence frontier: {spec.name}", "",
           f"Smallest width at which every seed reaches eps within the step budget (base: `{' '.join(spec.base)}`).",
           "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
