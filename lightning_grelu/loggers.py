@@ -3,6 +3,7 @@ when an API key is configured, else offline (sync later with ``wandb sync <run_d
 
 from __future__ import annotations
 
+import logging
 import netrc
 import os
 import secrets
@@ -13,6 +14,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from lightning_grelu.atomic import write_atomic
+
+log = logging.getLogger(__name__)
 
 
 def _has_wandb_key() -> bool:
@@ -64,10 +67,19 @@ def publish_summary(loggers: list, summary: dict) -> None:
 
 
 def finish_wandb(loggers: list, exit_code: int = 0) -> None:
-    """Always close the W&B run, also on error, so an offline run directory is complete and syncable."""
+    """Always close the W&B run, also on error, and return only once its run file is on disk, so an offline run
+    directory is complete and syncable the moment training returns."""
     if not any(type(lg).__name__ == "WandbLogger" for lg in loggers):
         return
     import wandb
 
-    if wandb.run is not None:
-        wandb.finish(exit_code=exit_code)
+    from lightning_grelu.wandb_records import wait_until_closed
+
+    run = wandb.run
+    if run is None:
+        return
+    run_file = run.settings.sync_file
+    wandb.finish(exit_code=exit_code)
+    if wandb_mode() != "disabled" and not wait_until_closed(run_file):
+        log.warning("W&B has not yet closed %s; it will be complete once this process's W&B service exits.",
+                    run_file)

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from conftest import TINY
 from lightning_grelu.nets import GReLUMLP, ReLUMLP
 from lightning_grelu.train import train
-from wandb_records import config_keys, history_keys
+from lightning_grelu.wandb_records import config_keys, history_keys, is_closed, records, wait_until_closed
 
 
 def test_run_record(cfg_for, tmp_path):
@@ -152,9 +152,15 @@ def test_wandb_offline_run_is_syncable_and_holds_metrics(cfg_for, tmp_path, monk
     keys = history_keys(files[0])
     assert {"train/sse", "train/mse"} <= keys
     assert {"model", "data", "seed"} <= config_keys(files[0])  # the resolved config, as plain data
-    from wandb_records import records
     step_metrics = {r.metric.step_metric for r in records(files[0]) if r.WhichOneof("record_type") == "metric"}
     assert "trainer/global_step" in step_metrics  # every metric has a defined x-axis
     out = subprocess.run([sys.executable, "-m", "wandb", "sync", "--dry-run", runs[0]], capture_output=True,
                          text=True, timeout=120)
     assert "Would sync 1 run" in out.stdout + out.stderr
+    # train() returned only after W&B closed the file; a file still being written (cut mid-record) reads as open
+    assert is_closed(files[0])
+    data = open(files[0], "rb").read()
+    cut = tmp_path / "cut.wandb"
+    cut.write_bytes(data[:len(data) // 2 + 3])
+    assert 0 < len(records(cut)) < len(records(files[0])) and not is_closed(cut)
+    assert not wait_until_closed(cut, timeout_s=0.2)

@@ -1,4 +1,4 @@
-"""Read the records of an offline W&B run file (``run-*.wandb``), to check what was logged.
+"""Read the records of a W&B run file (``run-*.wandb``): what a run logged, and whether W&B has closed it.
 
 The file is W&B's transaction log: a 7-byte header (":W&B", magic 0xBEE1, version), then LevelDB
 log blocks of 32 KiB, each record chunk prefixed by crc32 (4 bytes), length (2, little-endian) and
@@ -8,6 +8,8 @@ type (1: full, 2: first, 3: middle, 4: last); each whole record is a protobuf ``
 from __future__ import annotations
 
 import struct
+import time
+from pathlib import Path
 
 from wandb.proto import wandb_internal_pb2 as pb
 
@@ -28,6 +30,8 @@ def records(path) -> list:
         if kind == 0 and length == 0:
             pos += left
             continue
+        if pos + HEADER + length > len(data):  # a record W&B is still writing
+            break
         chunk = data[pos + HEADER:pos + HEADER + length]
         pos += HEADER + length
         pending = chunk if kind in (1, 2) else pending + chunk
@@ -54,3 +58,22 @@ def history_keys(path) -> set[str]:
 
 def config_keys(path) -> set[str]:
     return _keys(path, "config", "update")
+
+
+def is_closed(path) -> bool:
+    """W&B writes the run's exit record last, when it closes the file."""
+    try:
+        return any(r.WhichOneof("record_type") == "exit" for r in records(path))
+    except (OSError, AssertionError):
+        return False
+
+
+def wait_until_closed(path, timeout_s: float = 60.0) -> bool:
+    """``wandb.finish()`` returns before the W&B service has flushed the run file (it only informs the service);
+    wait until the file holds the exit record, so whoever reads or syncs the run next sees all of it."""
+    deadline = time.monotonic() + timeout_s
+    while not is_closed(path):
+        if time.monotonic() > deadline or not Path(path).parent.exists():
+            return False
+        time.sleep(0.05)
+    return True
