@@ -78,8 +78,8 @@ def finish_wandb(loggers: list, exit_code: int = 0) -> None:
     run = wandb.run
     if run is None:
         return
-    run_file = run.settings.sync_file
+    run_file, writes_file = run.settings.sync_file, run.settings.mode != "disabled"
     wandb.finish(exit_code=exit_code)
-    if wandb_mode() != "disabled" and not wait_until_closed(run_file):
+    if writes_file and not wait_until_closed(run_file):
         log.warning("W&B has not yet closed %s; it will be complete once this process's W&B service exits.",
                     run_file)

@@ -19,7 +19,8 @@ HEADER = 7
 
 def records(path) -> list:
     data = open(path, "rb").read()
-    assert data[:4] == b":W&B", f"{path} is not a W&B run file"
+    if data[:4] != b":W&B":
+        raise ValueError(f"{path} is not a W&B run file")
     out, pos, pending = [], HEADER, b""
     while pos + HEADER <= len(data):
         left = BLOCK - pos % BLOCK
@@ -61,19 +62,25 @@ def config_keys(path) -> set[str]:
 
 
 def is_closed(path) -> bool:
-    """W&B writes the run's exit record last, when it closes the file."""
+    """The run's exit record is on disk: W&B writes it at the end of the run, and the records before it are
+    on disk too (the file is written in order)."""
     try:
         return any(r.WhichOneof("record_type") == "exit" for r in records(path))
-    except (OSError, AssertionError):
+    except (OSError, ValueError):  # not there yet, or not even the header written
         return False
 
 
 def wait_until_closed(path, timeout_s: float = 60.0) -> bool:
     """``wandb.finish()`` returns before the W&B service has flushed the run file (it only informs the service);
-    wait until the file holds the exit record, so whoever reads or syncs the run next sees all of it."""
-    deadline = time.monotonic() + timeout_s
-    while not is_closed(path):
+    wait until the file holds the exit record, so whoever reads or syncs the run next sees all of it. The file
+    is parsed again only when it has grown (a long run's file is large)."""
+    deadline, parsed_size = time.monotonic() + timeout_s, None
+    while True:
+        size = Path(path).stat().st_size if Path(path).exists() else None
+        if size != parsed_size:
+            if is_closed(path):
+                return True
+            parsed_size = size
         if time.monotonic() > deadline or not Path(path).parent.exists():
             return False
         time.sleep(0.05)
-    return True
