@@ -2,10 +2,12 @@
 
     ReLU:  h_0 = relu(C x),  h_k = relu(W_k h_{k-1}),            y = B h_L
     GReLU: h_0 = relu(C x),  h_k = D_k(x) W_k h_{k-1},           y = B h_L
-           with gates D_k(x) = 1[z_k > 0] from a frozen path z_0 = relu(C x), z_k = relu(Psi_k z_{k-1}).
+           with gates D_k(x) = 1[z_k > 0] from a frozen path z_0 = relu(C_0 x), z_k = relu(Psi_k z_{k-1}).
 
-Only W_1..W_L are trained by default; C and B are frozen (``train_io=True`` trains them too);
-Psi is a buffer and is never trained. Note h_0 = D_0 C x = relu(C x): the first gate needs no cache.
+Only W_1..W_L are trained by default; C and B are frozen (``train_io=True`` trains them too).
+The gate path (C_0, Psi) is a set of buffers and never trains: C_0 is a copy of C taken when the
+gates are fixed, so the gates stay those of initialization even when C trains. Note
+h_0 = D_0 C x = relu(C x): the first gate needs no cache.
 
 Initialization (all independent Gaussians, variances 2/m, 2/m, 2/d_x, 2/d_y). The trained weights
 C, W_1..W_L, B are drawn from one generator seeded with ``seed`` and Psi from a second one, so a
@@ -91,6 +93,13 @@ class GReLUMLP(ReLUMLP):
             gen = torch.Generator().manual_seed(int(seed) + 1_000_003)
             psi = torch.stack([_gaussian(gen, width, width, 2.0 / width) for _ in range(depth)])
         self.register_buffer("psi", psi)
+        self.register_buffer("gate_C", self.C.detach().clone())  # the gate path's own, frozen C
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written before the gate path had its own C: it was C, which did not train then
+        if prefix + "gate_C" not in state_dict and prefix + "C" in state_dict:
+            state_dict[prefix + "gate_C"] = state_dict[prefix + "C"]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @classmethod
     def from_relu(cls, relu: ReLUMLP) -> "GReLUMLP":
@@ -98,18 +107,19 @@ class GReLUMLP(ReLUMLP):
         "a ReLU network can also be trained as a GReLU network at any time"."""
         net = cls(relu.d_in, relu.d_out, relu.width, relu.depth, train_io=relu.C.requires_grad, gate_init="copy")
         net = net.to(relu.C.device, relu.C.dtype)
-        net.load_state_dict(relu.state_dict(), strict=False)  # C, W, B; psi is set next
+        net.load_state_dict(relu.state_dict(), strict=False)  # C, W, B; the gate path is set next
         with torch.no_grad():
             net.psi.copy_(torch.stack([W.detach() for W in relu.W]))
+            net.gate_C.copy_(relu.C.detach())
         return net
 
     @torch.no_grad()
     def gates(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Boolean gates [D_1, ..., D_L] for a batch, always computed in float32 or wider so
-        that a sample's pattern does not depend on the training precision."""
+        """Boolean gates [D_1, ..., D_L] for a batch from the frozen path (C_0, Psi), always computed
+        in float32 or wider so that a sample's pattern does not depend on the training precision."""
         with torch.autocast(device_type=x.device.type, enabled=False):
             dtype = torch.promote_types(self.psi.dtype, torch.float32)
-            z = torch.relu(x.to(dtype) @ self.C.to(dtype).T)
+            z = torch.relu(x.to(dtype) @ self.gate_C.to(dtype).T)
             masks = []
             for psi in self.psi:
                 z = torch.relu(z @ psi.to(dtype).T)
