@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -61,9 +62,15 @@ def _instantiate(node, **kwargs):
         raise
 
 
+DOUBLE_PRECISIONS = ("64", "64-true", "double")
+
+
 def build_data(cfg: DictConfig):
-    """The DataModule, set up: its files are read (and checked) here."""
+    """The DataModule, set up: its files are read (and checked) here. Under ``trainer.precision=64-true``
+    its inputs and targets are float64, so that the whole training path is."""
     dm = _instantiate(_without_name(cfg.data))
+    if str(cfg.get("trainer", {}).get("precision")) in DOUBLE_PRECISIONS:
+        dm.dtype = torch.float64
     try:
         dm.setup("fit")
     except (DataError, ValueError) as e:

@@ -57,6 +57,10 @@ class TensorDataModule(L.LightningDataModule):
 
     raw_storage = False  # True: stored rows are not network inputs yet (e.g. uint8 images); see featurize
 
+    # The floating dtype of inputs and targets; train() sets float64 under trainer.precision=64-true,
+    # so that a float64 run is float64 end to end (data sets compute in float64 and are cast here).
+    dtype: torch.dtype = torch.float32
+
     def featurize(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         """Turn stored rows into network inputs, per batch. Image data sets keep uint8 images on
         the device and augment (train only), standardize and flatten here."""
@@ -66,7 +70,7 @@ class TensorDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        splits = self.load()
+        splits = {k: Split(self._cast(s.x), self._cast(s.y)) for k, s in self.load().items()}
         train = splits["train"]
         if self.standardize_x:
             mu, sd = train.x.mean(0), train.x.std(0).clamp_min(1e-12)
@@ -75,6 +79,9 @@ class TensorDataModule(L.LightningDataModule):
             mu, sd = train.y.mean(0), train.y.std(0).clamp_min(1e-12)
             splits = {k: Split(s.x, (s.y - mu) / sd) for k, s in splits.items()}
         self.splits = splits
+
+    def _cast(self, t: torch.Tensor) -> torch.Tensor:
+        return t.to(self.dtype) if t.is_floating_point() else t  # raw uint8 images stay as they are
 
     @property
     def d_in(self) -> int:

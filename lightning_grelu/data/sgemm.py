@@ -118,7 +118,7 @@ class SGEMMDataModule(TensorDataModule):
         parts = {"val": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
         if self.limit_train is not None:
             parts["train"] = parts["train"][:self.limit_train]
-        return {k: Split(x[i].float(), y[i].float()) for k, i in parts.items() if len(i)}
+        return {k: Split(x[i], y[i]) for k, i in parts.items() if len(i)}  # the base casts to the training dtype
 
 
 def fetch(root: Path) -> None:

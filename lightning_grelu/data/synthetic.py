@@ -19,6 +19,6 @@ class SyntheticDataModule(TensorDataModule):
 
     def load(self) -> dict[str, Split]:
         gen = torch.Generator().manual_seed(int(self.data_seed))
-        x = sphere(self.n, self.dims[0], gen).float()
+        x = sphere(self.n, self.dims[0], gen)  # float64; the base casts
         y = torch.randn(self.n, self.dims[1], generator=gen)
         return {"train": Split(x, y)}

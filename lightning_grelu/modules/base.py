@@ -59,10 +59,16 @@ class RegressionModule(L.LightningModule):
         """Per trained layer (pre-activation, activation pattern) of the net as it now computes."""
         return self.net.trace(x.to(self.net.C.dtype))
 
+    @staticmethod
+    def residual(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """pred - y in float32 or wider: bf16 predictions are widened, float64 (64-true) stays float64."""
+        dtype = torch.promote_types(torch.promote_types(pred.dtype, y.dtype), torch.float32)
+        return pred.to(dtype) - y.to(dtype)
+
     def _step(self, batch, stage: str) -> torch.Tensor:
         x, y, index = batch
         pred = self.predict_batch(x, index, stage)
-        err = pred.float() - y.float()
+        err = self.residual(pred, y)
         sq = (err * err).sum()
         sse = 0.5 * sq
         bs = max(int(x.shape[0]), 1)
@@ -90,7 +96,7 @@ class RegressionModule(L.LightningModule):
 
     def _sse(self, batch) -> torch.Tensor:
         x, y, index = batch
-        err = self.predict_batch(x, index, "train").float() - y.float()
+        err = self.residual(self.predict_batch(x, index, "train"), y)
         return 0.5 * (err * err).sum()
 
     def on_train_start(self):
