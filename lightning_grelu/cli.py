@@ -27,9 +27,11 @@ def _fail(message: str, code: int) -> None:
 
 def print_summary(s: dict) -> None:
     keys = ["status", "model", "data", "width", "depth", "lr", "n_train", "initial/train_sse", "train/sse",
-            "train/mse", "steps", "steps_to_eps", "wall_time_s"]
-    keys += [k for k in s if k.startswith(("val/", "test/")) or k in ("switch/rel_jump", "switch/max_rel_pred_diff",
-                                                                     "switch/rel_residual")]
+            "train/mse", "train/acc", "steps", "steps_to_eps", "wall_time_s"]
+    keys = [k for k in keys if k in s or not k.startswith("train/acc")]
+    keys += [k for k in s if k.startswith(("val/", "test/"))]
+    keys += [k for k in ("switch/sse_before", "switch/sse_after", "switch/rel_jump", "switch/exact",
+                         "switch/max_rel_pred_diff", "switch/exact_rtol", "switch/input_rank_deficit") if k in s]
     width = max(len(k) for k in keys)
     for k in keys:
         v = s.get(k)

@@ -130,6 +130,6 @@ def test_switch_report_and_probes_follow_the_relu_net(tmp_path):
     assert all(h == 0 for h in ham[:6])  # GReLU: fixed
     assert sum(ham[6:]) > 0  # after the switch, ReLU patterns (and the gate->ReLU change itself)
     for key in ("switch/sse_before", "switch/sse_after", "switch/rel_jump", "switch/rel_residual_l1",
-                "switch/rel_residual_l2", "switch/gate_agreement_l1", "switch/gate_agreement"):
+                "switch/rel_residual_l2", "switch/input_rank_l1", "switch/input_rank_deficit", "switch/exact"):
         assert key in s
     assert s["switch/sse_after"] == pytest.approx(s["switch/sse_before"], rel=1e-3)

@@ -50,7 +50,8 @@ the transform." (Curves only; no numbers.)"""
                     row[f"{split}/sse epoch {switch}"] = at_epoch(r, f"{split}/sse", switch)
                 row[f"final {split}/sse"] = r.get(f"{split}/sse")
             row["final test/acc"] = r.get("test/acc")
-            for key in ("switch/rel_jump", "switch/rel_residual", "switch/gate_agreement"):
+            for key in ("switch/sse_before", "switch/sse_after", "switch/rel_jump", "switch/exact",
+                        "switch/max_rel_pred_diff"):
                 row[key] = r.get(key)
             rows.append(row)
         tables.write_csv(rows, out / f"{self.name}.csv")
@@ -61,8 +62,11 @@ the transform." (Curves only; no numbers.)"""
                          f"{split} SSE" + (" (epoch's augmented batches)" if split == "train" else ""),
                          vlines=[switch] if switch else [])
         return ("Train SSE per epoch is summed over the epoch's augmented batches; test SSE is the whole test split "
-                f"after each epoch. The switch is at `model.switch_epoch` = {switch} (dotted line): `switch/rel_jump` is the "
-                "relative change of the (unaugmented) train SSE across it.\n\n" + tables.markdown(rows)
+                f"after each epoch. The switch is at `model.switch_epoch` = {switch} (dotted line): `switch/sse_before` and "
+                "`switch/sse_after` are the (unaugmented) train SSE on either side of it and `switch/rel_jump` their "
+                "relative change; `switch/exact` says whether the converted net reproduced the GReLU's training "
+                "predictions to the tolerance (`switch/max_rel_pred_diff` is the measured difference; n > m here, so "
+                "the conversion is a least-squares fit, not an interpolation).\n\n" + tables.markdown(rows)
                 + f"\n![train]({self.name}_train.png) ![test]({self.name}_test.png)\n")
 
 
