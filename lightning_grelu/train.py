@@ -210,5 +210,6 @@ def summarize(cfg, trainer, model, dm, record: RunRecord, target: TimeToTarget, 
     for k, v in trainer.callback_metrics.items():  # the probes' last values
         if k.startswith("probe/") and not k.endswith("_step"):
             summary[k.removesuffix("_epoch")] = float(v)
+    summary.update(getattr(model, "lr_info", {}) or {})  # the lr the step-size policy chose (and why)
     summary.update(getattr(model, "switch_report", {}) or {})
     return {k: _finite(v) for k, v in summary.items()}

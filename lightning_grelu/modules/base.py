@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import lightning as L
 import torch
+import torch.distributed as dist
 
 from lightning_grelu import faults
+from lightning_grelu.modules import step_size
+from lightning_grelu.nets import ntk
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -20,7 +23,7 @@ OPTIMIZERS = ("sgd", "adam")
 class RegressionModule(L.LightningModule):
     def __init__(self, d_in: int, d_out: int, width: int, depth: int, lr: float = 1e-3, optimizer: str = "sgd",
                  momentum: float = 0.0, weight_decay: float = 0.0, train_io: bool = False, init_seed: int = 0,
-                 inner_steps: int = 1):
+                 inner_steps: int = 1, lr_policy: str = "fixed", lr_scale: float = 1.0):
         super().__init__()
         if not isinstance(width, int) or width < 1:
             raise ValueError(f"model.width must be an integer >= 1, got {width!r}")
@@ -32,7 +35,9 @@ class RegressionModule(L.LightningModule):
             raise ValueError(f"model.optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
         if not isinstance(inner_steps, int) or inner_steps < 1:
             raise ValueError(f"model.inner_steps must be an integer >= 1, got {inner_steps!r}")
+        step_size.check_policy(lr_policy, lr_scale)
         self.save_hyperparameters()
+        self.lr_info: dict = {}  # the step-size policy's choice, fixed at the first train start
         self.net = self.build_net()
         # Full-batch GD on small nets is dominated by per-step framework overhead: take
         # `inner_steps` optimizer steps on the same (whole) batch per Lightning step. The iterates
@@ -103,6 +108,40 @@ class RegressionModule(L.LightningModule):
         if self.inner_steps > 1 and self.trainer.num_training_batches != 1:
             raise ValueError(f"model.inner_steps={self.inner_steps} needs full-batch data (one batch per epoch, "
                              "data.batch_size=null); with mini-batches it would repeat each batch")
+        self.resolve_lr()
+
+    def ntk_spec(self, index: torch.Tensor):
+        """(forward, gates) for NTK products over training rows ``index``: ``forward(net, x[, gates])``
+        computes what the net now computes, ``gates(slice)`` fixed gates for a slice of those rows or
+        None. The GReLU modules answer from their gate cache and follow the switch."""
+        return None, None
+
+    def resolve_lr(self) -> None:
+        """Apply ``model.lr_policy`` once (a resumed run keeps the lr its checkpoint holds)."""
+        hp = self.hparams
+        if not self.lr_info:
+            dm, world, rank = self.trainer.datamodule, self.trainer.world_size, self.trainer.global_rank
+            x = dm.train_inputs().to(self.net.C.dtype)
+            index = torch.arange(x.shape[0], device=x.device)[rank::world]  # DDP: each rank its rows
+
+            def lam() -> float:
+                forward, gates = self.ntk_spec(index)
+                return ntk.lambda_max(self.net, x[index], gates, forward=forward,
+                                      all_reduce=_all_reduce_sum if world > 1 else None)
+
+            self.lr_info = step_size.resolve(hp.lr_policy, hp.lr_scale, hp.lr, d_x=x.shape[1], n=x.shape[0],
+                                             depth=hp.depth, d_y=dm.d_out, lambda_max=lam)
+            for logger in self.loggers:
+                logger.log_metrics({k: float(v) for k, v in self.lr_info.items() if k != "lr_policy"}, step=0)
+        for opt in self.trainer.optimizers:
+            for group in opt.param_groups:
+                group["lr"] = self.lr_info["lr"]
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["lr_info"] = self.lr_info
+
+    def on_load_checkpoint(self, checkpoint):
+        self.lr_info = checkpoint.get("lr_info", {})
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         # the validation loop may also run the test split every epoch (data.test_every_epoch)
@@ -135,3 +174,8 @@ class RegressionModule(L.LightningModule):
         if self.num_classes:
             out["acc"] = float(hits) / max(x.shape[0], 1)
         return out
+
+
+def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t

@@ -35,10 +35,15 @@ class GReLUModule(RegressionModule):
                         gate_init=self._gate_init)
 
     def on_train_start(self):
-        super().on_train_start()
         dm = self.trainer.datamodule
         if self.cache_gates and dm is not None and not dm.augmented:
             self.gate_cache = GateCache.build(self.net, dm.train_inputs())
+        super().on_train_start()  # after the cache: the step-size policy may use the gates
+
+    def ntk_spec(self, index):
+        if self.gate_cache is None:
+            return None, None  # the net recomputes its (fixed) gates
+        return (lambda net, x, masks: net(x, masks)), (lambda rows: self.gate_cache.lookup(index[rows]))
 
     def predict_batch(self, x, index, stage):
         if stage == "train" and index is not None and self.gate_cache is not None:

@@ -58,6 +58,11 @@ class GReLUToReLUModule(GReLUModule):
             return ReLUMLP.forward(self.net, x)
         return super().predict_batch(x, index, stage)
 
+    def ntk_spec(self, index):
+        if bool(self.switched):
+            return (lambda net, x: ReLUMLP.forward(net, x)), None
+        return super().ntk_spec(index)
+
     def trace(self, x):
         if bool(self.switched):  # after the switch the probes see the ReLU net and its moving patterns
             return ReLUMLP.trace(self.net, x.to(self.net.C.dtype))
@@ -110,9 +115,11 @@ class GReLUToReLUModule(GReLUModule):
             logger.log_metrics({k: float(v) for k, v in self.switch_report.items()}, step=self.global_step)
 
     def on_save_checkpoint(self, checkpoint):
+        super().on_save_checkpoint(checkpoint)
         checkpoint["switch_report"] = self.switch_report
 
     def on_load_checkpoint(self, checkpoint):
+        super().on_load_checkpoint(checkpoint)
         self.switch_report = checkpoint.get("switch_report", {})
 
 

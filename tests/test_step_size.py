@@ -1,0 +1,80 @@
+"""Step-size policies (model.lr_policy) and the NTK behind them: the power iteration against an
+explicit Gram, the ntk policy on a problem where a fixed lr diverges, the NTK probe."""
+
+import csv
+
+import pytest
+import torch
+
+from conftest import TINY
+from lightning_grelu.callbacks.ntk_probe import predicted_steps
+from lightning_grelu.modules.step_size import theorem_lr
+from lightning_grelu.nets import GReLUMLP, ReLUMLP
+from lightning_grelu.nets.ntk import explicit_gram, lambda_max
+from lightning_grelu.train import train
+
+
+def jacobian_gram(net, x):
+    """J J^T from autograd's full Jacobian: the reference the operator is held against."""
+    names = [k for k, p in net.named_parameters() if p.requires_grad]
+    params = tuple(dict(net.named_parameters())[k].detach() for k in names)
+    J = torch.autograd.functional.jacobian(
+        lambda *ps: torch.func.functional_call(net, dict(zip(names, ps)), (x,)), params)
+    J = torch.cat([j.reshape(x.shape[0] * net.d_out, -1) for j in J], dim=1)
+    return J @ J.T
+
+
+@pytest.mark.parametrize("cls,train_io", [(ReLUMLP, False), (GReLUMLP, False), (GReLUMLP, True)])
+def test_power_iteration_and_operator_match_an_explicit_jacobian(cls, train_io):
+    net = cls(5, 2, 16, 3, seed=1, train_io=train_io).double()
+    x = torch.nn.functional.normalize(torch.randn(7, 5, generator=torch.Generator().manual_seed(0),
+                                                  dtype=torch.float64), dim=1)
+    H = jacobian_gram(net, x)
+    assert torch.allclose(explicit_gram(net, x, batch_size=3), H, rtol=1e-10, atol=1e-10)  # batched products
+    top = torch.linalg.eigvalsh(H)[-1].item()
+    assert lambda_max(net, x, iters=1000, rtol=1e-12, batch_size=4) == pytest.approx(top, rel=1e-8)
+
+
+def test_ntk_policy_is_stable_where_a_fixed_lr_diverges(cfg_for):
+    fixed = train(cfg_for(*TINY, "model.lr=1e-2", "trainer.max_epochs=100", name="fixed"))
+    assert fixed["status"] == "diverged"
+    ntk = train(cfg_for(*TINY, "model.lr=1e-2", "model.lr_policy=ntk", "trainer.max_epochs=100", name="ntk"))
+    assert ntk["status"] == "completed" and ntk["lr_policy"] == "ntk"
+    assert ntk["lr"] == pytest.approx(1.0 / ntk["ntk/lambda_max_init"])
+    assert ntk["train/sse"] < 1e-3 * ntk["initial/train_sse"]
+
+
+def test_theorem_policy_records_theorem_1s_step(cfg_for):
+    s = train(cfg_for(*TINY, "model=relu", "model.lr_policy=theorem", "model.lr_scale=2", "trainer.max_epochs=3"))
+    assert s["lr"] == pytest.approx(2 * theorem_lr(10, 10, 2, 1)) == pytest.approx(2 * 10 / (10 ** 4 * 8))
+    assert s["lr_policy"] == "theorem" and s["lr_scale"] == 2
+
+
+def test_resume_keeps_the_chosen_lr(cfg_for, tmp_path):
+    args = [*TINY, "model.lr_policy=ntk", "callbacks=default", "callbacks.model_checkpoint.every_n_epochs=5"]
+    first = train(cfg_for(*args, "trainer.max_epochs=10", name="r"))
+    ckpt = torch.load(tmp_path / "r/checkpoints/last.ckpt", weights_only=False)
+    assert ckpt["lr_info"]["lr"] == first["lr"]
+    again = train(cfg_for(*args, "trainer.max_epochs=20", "ckpt_path=last", name="r"))
+    assert again["lr"] == first["lr"] and again["ntk/lambda_max_init"] == first["ntk/lambda_max_init"]
+
+
+def test_predicted_steps_follow_the_linear_rate():
+    # rho = 1 - 0.5 = 0.5: SSE shrinks by 4 per step, 1 -> 1e-6 takes ceil(log(1e-6) / log(0.25)) = 10 steps
+    assert predicted_steps(0.5, 1.0, 1.0, 1.0, 1e-6) == 10
+    assert predicted_steps(2.5, 1.0, 1.0, 1.0, 1e-6) is None  # |1 - 2.5| > 1: no convergence predicted
+
+
+@pytest.mark.parametrize("model", ["grelu", "grelu_to_relu"])
+def test_ntk_probe_records_the_spectrum_and_kernel_movement(cfg_for, tmp_path, model):
+    s = train(cfg_for(*TINY, f"model={model}", "model.lr_policy=ntk", "trainer.max_epochs=20",
+                      "callbacks=[ntk]", "callbacks.ntk.every_n_epochs=5", "eps=1e-2"))
+    lam_max, lam_min = s["probe/ntk_lambda_max"], s["probe/ntk_lambda_min"]
+    assert 0 < lam_min <= lam_max and s["probe/ntk_cond"] == pytest.approx(lam_max / lam_min, rel=1e-3)
+    assert lam_max == pytest.approx(s["ntk/lambda_max_init"], rel=1e-3)  # the policy and the probe agree
+    assert s["probe/ntk_movement"] >= 0 and s["probe/ntk_predicted_steps_to_eps"] > 0
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    moved = [float(r["probe/ntk_movement"]) for r in rows if r.get("probe/ntk_movement")]
+    assert len(moved) == 16 and len(set(moved)) <= 4  # measured at epochs 5, 10, 15, 20 (rows carry it on)
+    if model == "grelu_to_relu":  # after the switch the probe sees the ReLU net: its kernel differs
+        assert moved[-1] > moved[0]
