@@ -101,7 +101,7 @@ def test_rerun_reuses_finished_jobs_and_rewrites_the_directory_without_stale_fil
     before = (res / "fig2a.csv").read_text()
     again = reproduce(*args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("done before, reused") == 14
+    assert again.stdout.count("done before, reused") == 28  # 7 widths x 2 models x 2 step-size policies, one seed
     assert not (res / "stale.txt").exists() and (res / "fig2a.csv").read_text() == before
     assert not [p for p in res.parent.iterdir() if p.name.startswith(".")]  # no temp directories left
 

@@ -78,3 +78,21 @@ def test_ntk_probe_records_the_spectrum_and_kernel_movement(cfg_for, tmp_path, m
     assert len(moved) == 16 and len(set(moved)) <= 4  # measured at epochs 5, 10, 15, 20 (rows carry it on)
     if model == "grelu_to_relu":  # after the switch the probe sees the ReLU net: its kernel differs
         assert moved[-1] > moved[0]
+
+
+def test_ntk_policy_with_mini_batches_uses_one_batchs_gram(cfg_for):
+    from lightning_grelu.data.ackley import ackley_targets, sphere  # noqa: F401
+
+    s = train(cfg_for(*TINY, "model=relu", "model.lr_policy=ntk", "data.batch_size=4", "data.shuffle=false",
+                      "trainer.max_epochs=2"))
+    x = sphere(10, 10, torch.Generator().manual_seed(0)).float()
+    full = lambda_max(ReLUMLP(10, 1, 200, 2, seed=0), x)
+    batch = lambda_max(ReLUMLP(10, 1, 200, 2, seed=0), x[:4])
+    assert s["ntk/lambda_max_init"] == pytest.approx(batch, rel=1e-3) and batch < full
+
+
+def test_ntk_policy_takes_the_converted_nets_own_step_at_the_switch(cfg_for):
+    s = train(cfg_for(*TINY, "model=grelu_to_relu", "model.lr_policy=ntk", "trainer.max_epochs=20"))
+    assert s["lr"] == pytest.approx(1 / s["ntk/lambda_max_init"])
+    assert s["lr_after_switch"] == pytest.approx(1 / s["ntk/lambda_max_switch"])
+    assert s["lr_after_switch"] != s["lr"] and s["status"] == "completed"

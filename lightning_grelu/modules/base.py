@@ -116,26 +116,38 @@ class RegressionModule(L.LightningModule):
         None. The GReLU modules answer from their gate cache and follow the switch."""
         return None, None
 
+    def ntk_lambda_max(self) -> float:
+        """lambda_max of the NTK Gram of the net as it now computes, over the rows one step's loss sums:
+        the whole training set with full-batch data, else its first batch (a mini-batch step's Gram).
+        Under DDP each rank takes its share of those rows and the products are all-reduced."""
+        dm, world, rank = self.trainer.datamodule, self.trainer.world_size, self.trainer.global_rank
+        x = dm.train_inputs().to(self.net.C.dtype)
+        rows = x.shape[0] if dm.batch_size is None else min(dm.batch_size, x.shape[0])
+        index = torch.arange(rows, device=x.device)[rank::world]
+        forward, gates = self.ntk_spec(index)
+        return ntk.lambda_max(self.net, x[index], gates, forward=forward,
+                              all_reduce=_all_reduce_sum if world > 1 else None)
+
     def resolve_lr(self) -> None:
         """Apply ``model.lr_policy`` once (a resumed run keeps the lr its checkpoint holds)."""
         hp = self.hparams
         if not self.lr_info:
-            dm, world, rank = self.trainer.datamodule, self.trainer.world_size, self.trainer.global_rank
-            x = dm.train_inputs().to(self.net.C.dtype)
-            index = torch.arange(x.shape[0], device=x.device)[rank::world]  # DDP: each rank its rows
+            dm = self.trainer.datamodule
+            x = dm.split("train").x
+            self.lr_info = step_size.resolve(hp.lr_policy, hp.lr_scale, hp.lr, d_x=dm.d_in, n=x.shape[0],
+                                             depth=hp.depth, d_y=dm.d_out, lambda_max=self.ntk_lambda_max)
+            self.log_lr_info()
+        self.set_lr(self.lr_info["lr"])
 
-            def lam() -> float:
-                forward, gates = self.ntk_spec(index)
-                return ntk.lambda_max(self.net, x[index], gates, forward=forward,
-                                      all_reduce=_all_reduce_sum if world > 1 else None)
-
-            self.lr_info = step_size.resolve(hp.lr_policy, hp.lr_scale, hp.lr, d_x=x.shape[1], n=x.shape[0],
-                                             depth=hp.depth, d_y=dm.d_out, lambda_max=lam)
-            for logger in self.loggers:
-                logger.log_metrics({k: float(v) for k, v in self.lr_info.items() if k != "lr_policy"}, step=0)
+    def set_lr(self, lr: float) -> None:
         for opt in self.trainer.optimizers:
             for group in opt.param_groups:
-                group["lr"] = self.lr_info["lr"]
+                group["lr"] = lr
+
+    def log_lr_info(self) -> None:
+        for logger in self.loggers:
+            logger.log_metrics({k: float(v) for k, v in self.lr_info.items() if k != "lr_policy"},
+                               step=self.global_step)
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["lr_info"] = self.lr_info

@@ -50,6 +50,8 @@ class GReLUToReLUModule(GReLUModule):
     def on_train_start(self):
         if bool(self.switched):  # resumed after the switch: no gates to cache
             RegressionModule.on_train_start(self)
+            if "lr_after_switch" in self.lr_info:
+                self.set_lr(self.lr_info["lr_after_switch"])
         else:
             super().on_train_start()
 
@@ -91,6 +93,11 @@ class GReLUToReLUModule(GReLUModule):
         self._last_index = self._last_masks = None
         for opt in self.trainer.optimizers:
             opt.state.clear()
+        if self.hparams.lr_policy == "ntk":  # the ReLU net's NTK is not the GReLU's: its own stable step
+            lam = self.ntk_lambda_max()
+            self.lr_info.update({"ntk/lambda_max_switch": lam, "lr_after_switch": self.hparams.lr_scale / lam})
+            self.set_lr(self.lr_info["lr_after_switch"])
+            self.log_lr_info()
         after = self.evaluate(x, y)
         zero_sse = 0.5 * float((y.double() ** 2).sum())  # the SSE of predicting 0
         jump = abs(after["sse"] - before["sse"]) / max(before["sse"], JUMP_FLOOR * zero_sse, 1e-300)

@@ -3,9 +3,11 @@
 - ``fixed``: ``model.lr`` as given (the paper's protocol: one lr for every width).
 - ``theorem``: Theorem 1's eta = d_x / (n^4 L^3 d_y), times ``model.lr_scale``.
 - ``ntk``: eta = ``model.lr_scale`` / lambda_max(H_0), H_0 the empirical NTK Gram of the trained
-  weights over the training set at initialization (power iteration with Jacobian-vector products,
-  :mod:`lightning_grelu.nets.ntk`). GD on the sum loss is stable for lr_scale < 2, so every width
-  gets a step suited to it and a width comparison measures the width, not the lr.
+  weights at initialization over the rows one step's loss sums (the training set with full-batch
+  data, one batch with mini-batches), by power iteration with Jacobian-vector products
+  (:mod:`lightning_grelu.nets.ntk`). GD on the sum loss is stable for lr_scale < 2, so every width
+  gets a step suited to it and a width comparison measures the width, not the lr. A GReLU->ReLU
+  run takes the converted net's own step at the switch (``lr_after_switch``).
 
 The policy is resolved once, when training starts, and saved in checkpoints: a resumed run keeps the
 lr it started with. What was chosen, and why, goes to ``summary.json`` (``lr``, ``lr_policy``,

@@ -1,5 +1,9 @@
 """Figure 2a: the lower trainability bound on the Ackley-like problem. Widths m = (n^2 L)^p for
-p < 1 and m = nL should not reach zero loss; m = n^2 L should, for every seed, ReLU and GReLU."""
+p < 1 and m = nL should not reach zero loss; m = n^2 L should, for every seed, ReLU and GReLU.
+
+Two step-size policies side by side, same widths and seeds: the paper's protocol (``fixed``: one lr for
+every width) and ``ntk`` (eta = 1 / lambda_max of each net's NTK at init), so a reader sees whether
+"narrower never converges" survives a step suited to each width."""
 
 from __future__ import annotations
 
@@ -7,9 +11,11 @@ from pathlib import Path
 
 from lightning_grelu.reproduce.common import color, runs_in
 from lightning_grelu.reproduce.target import Context, Job, Target, seeds
-from lightning_grelu.results import plots, tables
+from lightning_grelu.results import tables
+from lightning_grelu.results.plots import _pyplot
 
 P_GRID = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+POLICIES = ("fixed", "ntk")  # the paper's one lr for every width; 1 / lambda_max(NTK) per net
 PROFILES = {
     # n=10, d=10, L=2 (n^2 L = 200); 10 GD steps per Lightning step; CPU, minutes
     "smoke": dict(n=10, depth=2, base=["experiment=ackley_small", "callbacks=none", "model.inner_steps=10",
@@ -33,18 +39,20 @@ For m = n^2 L = 40,000 the plotted curve is the *maximal* loss over the 5 seeds;
 and m = nL it is the *minimal* one. "All 5 runs with our theoretical width converged to zero error, for
 both ReLU and GReLU. In contrast, none of the runs with lower width converged, for both networks."
 (The paper gives curves, not numbers.)"""
-    cannot_show = {"smoke": "the paper's sizes: n=10, d=10, L=2 (n^2 L = 200) on CPU, 600 GD steps, "
-                            "one fixed learning rate (3e-5) for every width, as the paper fixes one."}
+    cannot_show = {"smoke": "the paper's sizes: n=10, d=10, L=2 (n^2 L = 200) on CPU, 600 GD steps; the `fixed` "
+                            "policy uses one learning rate (3e-5) for every width, as the paper fixes one."}
 
     def jobs(self, ctx: Context) -> list[Job]:
         p = PROFILES[ctx.profile]
         out = []
-        for wlabel, width in widths(p["n"], p["depth"]).items():
-            for model in ("relu", "grelu"):
-                for seed in seeds(ctx, [0, 1, 2, 3, 4]):
-                    out.append(Job(f"{model}_{wlabel.replace('=', '')}_m{width}_s{seed}",
-                                   [*p["base"], f"model={model}", f"model.width={width}", f"seed={seed}"],
-                                   {"model": model, "width_label": wlabel, "width": width, "seed": seed}))
+        for policy in POLICIES:
+            prefix, extra = ("", []) if policy == "fixed" else (f"{policy}_", [f"model.lr_policy={policy}"])
+            for wlabel, width in widths(p["n"], p["depth"]).items():
+                for model in ("relu", "grelu"):
+                    for seed in seeds(ctx, [0, 1, 2, 3, 4]):
+                        out.append(Job(f"{prefix}{model}_{wlabel.replace('=', '')}_m{width}_s{seed}",
+                                       [*p["base"], f"model={model}", f"model.width={width}", f"seed={seed}", *extra],
+                                       {"model": model, "width_label": wlabel, "width": width, "seed": seed}))
         return out
 
     def report(self, work: Path, out: Path, ctx: Context) -> str:
@@ -52,39 +60,75 @@ both ReLU and GReLU. In contrast, none of the runs with lower width converged, f
         p = PROFILES[ctx.profile]
         labels = {w: lbl for lbl, w in widths(p["n"], p["depth"]).items()}
         rows = []
-        for (model, width), members in tables.group_runs(runs, ["model", "width"]).items():
+        for (policy, model, width), members in tables.group_runs(runs, ["lr_policy", "model", "width"]).items():
             finals = [r.get("train/sse") for r in members]
             finite = [v for v in finals if isinstance(v, (int, float))]
             initial = [v for v in (r.get("initial/train_sse") for r in members) if isinstance(v, (int, float))]
+            lrs = [r.get("lr") for r in members if isinstance(r.get("lr"), (int, float))]
             eps = members[0].get("eps")
-            rows.append({"model": model, "width": width, "label": labels.get(width, "?"), "seeds": len(members),
+            rows.append({"lr policy": policy or "fixed", "model": model, "width": width,
+                         "label": labels.get(width, "?"), "seeds": len(members),
                          "converged (train/sse <= eps)": sum(v <= eps for v in finite),
-                         "eps": eps,  # the initial SSE varies ~10x across seeds: its range, not one seed's
+                         "eps": eps, "lr min": min(lrs) if lrs else None, "lr max": max(lrs) if lrs else None,
+                         # the initial SSE varies ~10x across seeds: its range, not one seed's
                          "initial train/sse min": min(initial) if initial else None,
                          "initial train/sse max": max(initial) if initial else None,
                          "final train/sse min": min(finite) if finite else None,
                          "final train/sse max": max(finite) if finite else None,
-                         "paper": "all 5 converge" if labels.get(width) == "p=1.0" else "none converges"})
-        rows.sort(key=lambda r: (r["model"], r["width"]))
+                         "paper (fixed lr)": "all 5 converge" if labels.get(width) == "p=1.0" else "none converges"})
+        rows.sort(key=lambda r: (r["lr policy"], r["model"], r["width"]))
         tables.write_csv(rows, out / "fig2a.csv")
-        series = []
-        for r in rows:
-            members = [m for m in runs if m.get("model") == r["model"] and m.get("width") == r["width"]]
-            pick = max if r["label"] == "p=1.0" else min  # the paper's choice per width
-            chosen = pick(members, key=lambda m: m.get("train/sse") if m.get("train/sse") is not None else float("inf"))
-            k = chosen.get("model.inner_steps", 1) or 1
-            xs, ys = chosen.curve("train/sse")
-            series.append((f"{r['model']} m={r['width']} ({r['label']})", [x * k for x in xs], ys,
-                           {"color": color(r["model"]), "ls": "-" if r["model"] == "relu" else "--", "lw": 1,
-                            "alpha": 0.4 + 0.6 * (r["width"] / max(x["width"] for x in rows))}))
-        plots.curves(out / "fig2a.png", series, f"Fig. 2a ({ctx.profile}): max over seeds at p=1, min below",
-                     "train SSE", xlabel="GD step")
+        plot(out / "fig2a.png", runs, rows, ctx.profile)
         verdict = []
-        for model in ("relu", "grelu"):
-            all_in = [f"{r['label']} (m={r['width']})" for r in rows
-                      if r["model"] == model and r["converged (train/sse <= eps)"] == r["seeds"]]
-            verdict.append(f"- {model}: every seed converged at {', '.join(all_in) or 'no width'}; the paper: only p=1.0.")
+        for policy in POLICIES:
+            for model in ("relu", "grelu"):
+                all_in = [f"{r['label']} (m={r['width']})" for r in rows if r["lr policy"] == policy
+                          and r["model"] == model and r["converged (train/sse <= eps)"] == r["seeds"]]
+                if any(r["lr policy"] == policy for r in rows):
+                    verdict.append(f"- {policy} lr, {model}: every seed converged at {', '.join(all_in) or 'no width'}; "
+                                   "the paper (fixed lr): only p=1.0.")
         return (f"n = {p['n']}, L = {p['depth']}, n^2 L = {p['n'] ** 2 * p['depth']}. A run converged when its final "
-                "train SSE (whole training set, final weights) is <= eps.\n\n" + "\n".join(verdict) + "\n\n"
-                + tables.markdown(rows)
+                "train SSE (whole training set, final weights) is <= eps. `fixed`: the paper's protocol, one lr for "
+                "every width; `ntk`: eta = 1 / lambda_max of each net's NTK Gram at init (`model.lr_policy=ntk`), "
+                "same widths, seeds and step budget.\n\n" + "\n".join(verdict) + "\n\n" + tables.markdown(rows)
                 + "\n![Fig. 2a](fig2a.png)\n")
+
+
+def plot(path: Path, runs, rows: list[dict], profile: str) -> None:
+    """A panel per (policy, model): per width the paper's pick (max over seeds at p = 1, min below),
+    widths in one colour ramp, and the eps line."""
+    plt = _pyplot()
+    policies = [pol for pol in POLICIES if any(r["lr policy"] == pol for r in rows)]
+    fig, axes = plt.subplots(len(policies), 2, figsize=(11, 3.8 * len(policies)), squeeze=False, sharey=True)
+    all_widths = sorted({r["width"] for r in rows})
+    cmap = plt.get_cmap("viridis")
+    for i, policy in enumerate(policies):
+        for j, model in enumerate(("relu", "grelu")):
+            ax = axes[i][j]
+            for r in (r for r in rows if r["lr policy"] == policy and r["model"] == model):
+                members = [m for m in runs if (m.get("lr_policy") or "fixed") == policy and m.get("model") == model
+                           and m.get("width") == r["width"]]
+                pick = max if r["label"] == "p=1.0" else min  # the paper's choice per width
+                chosen = pick(members, key=lambda m: m.get("train/sse") if m.get("train/sse") is not None
+                              else float("inf"))
+                k = chosen.get("model.inner_steps", 1) or 1
+                xs, ys = chosen.curve("train/sse")
+                pts = [(x * k, y) for x, y in zip(xs, ys) if y > 0]
+                if pts:
+                    shade = cmap(all_widths.index(r["width"]) / max(len(all_widths) - 1, 1))
+                    ax.plot(*zip(*pts), color=shade, lw=1.3, label=f"m={r['width']} ({r['label']})")
+            eps = rows[0]["eps"] if rows else None
+            if eps:
+                ax.axhline(eps, color="black", ls=":", lw=1, label=f"eps = {eps:g}")
+            ax.set_yscale("log")
+            ax.set_title(f"{model}, {policy} lr", fontsize=10, color=color(model))
+            ax.set_xlabel("GD step")
+            if j == 0:
+                ax.set_ylabel("train SSE")
+            if j == 1:
+                ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.suptitle(f"Fig. 2a ({profile}): train SSE per width; max over seeds at p=1, min below (the paper's choice)",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
