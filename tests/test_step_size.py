@@ -96,3 +96,20 @@ def test_ntk_policy_takes_the_converted_nets_own_step_at_the_switch(cfg_for):
     assert s["lr"] == pytest.approx(1 / s["ntk/lambda_max_init"])
     assert s["lr_after_switch"] == pytest.approx(1 / s["ntk/lambda_max_switch"])
     assert s["lr_after_switch"] != s["lr"] and s["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_ntk_step_under_ddp_equals_one_process(tmp_path):
+    """Two CPU ranks (gloo) each take half the rows; the all-reduced products give the same lambda_max."""
+    import json
+
+    from conftest import run_cli
+
+    args = [*TINY, "model.lr_policy=ntk", "trainer.max_epochs=3"]
+    one = run_cli(*args, f"paths.run_dir={tmp_path / 'one'}", cwd=tmp_path)
+    two = run_cli(*args, "trainer=ddp_cpu", f"paths.run_dir={tmp_path / 'two'}", cwd=tmp_path)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
+    s1 = json.loads((tmp_path / "one" / "summary.json").read_text())
+    s2 = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert s2["ntk/lambda_max_init"] == pytest.approx(s1["ntk/lambda_max_init"], rel=1e-3)
+    assert s2["lr"] == pytest.approx(s1["lr"], rel=1e-3)

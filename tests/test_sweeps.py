@@ -184,7 +184,7 @@ def test_frontier_matches_direct_runs_within_a_factor_2(tmp_path):
     from conftest import compose_cfg
     from lightning_grelu.train import train
 
-    base = ["data.n=8", "data.d=8", "model=grelu", "model.depth=2", "model.lr=1e-4", "trainer.max_epochs=150",
+    base = ["data.n=8", "data.d=8", "model=grelu", "model.depth=2", "model.lr_policy=ntk", "trainer.max_epochs=150",
             "callbacks=none", "eps=1e-3", "eps_relative=true"]
     direct = None
     for w in (4, 8, 16, 32, 64, 128):  # where direct runs show convergence begins
