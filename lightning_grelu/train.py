@@ -104,6 +104,25 @@ def _resolve_ckpt(ckpt_path, run_dir: Path):
     return ckpt_path
 
 
+def apply_step_budget(cfg: DictConfig, dm) -> None:
+    """``step_budget=theorem``: Theorem 1's T = c log(n^3 L / (d_x eps)) GD steps (c = ``step_budget_scale``)
+    replace ``trainer.max_epochs`` (in epochs of this data's steps), before the config is recorded."""
+    budget = cfg.get("step_budget")
+    if budget in (None, "null"):
+        return
+    if budget != "theorem":
+        raise ConfigError(f"step_budget must be null (trainer.max_epochs) or theorem, got {budget!r}")
+    eps, scale = cfg.get("eps"), cfg.get("step_budget_scale", 1.0)
+    if not (isinstance(eps, (int, float)) and eps > 0):
+        raise ConfigError("step_budget=theorem needs eps > 0 (T = c log(n^3 L / (d_x eps)))")
+    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+        raise ConfigError(f"step_budget_scale must be a finite number > 0, got {scale!r}")
+    n, depth = len(dm.split("train")), cfg.model.depth
+    steps = math.ceil(scale * math.log(n ** 3 * depth / (dm.d_in * eps)))
+    per_epoch = cfg.model.get("inner_steps", 1) if dm.batch_size is None else math.ceil(n / dm.batch_size)
+    cfg.trainer.max_epochs = max(1, math.ceil(max(steps, 1) / per_epoch))
+
+
 def check_writable(run_dir: Path, model) -> None:
     """Before training: the run directory can be made and written, and its disk has room for two
     checkpoints (weights, optimizer state and gates; a new one is written beside the last)."""
@@ -131,6 +150,7 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm, model = _build(cfg)  # bad values fail here, before anything is written
+    apply_step_budget(cfg, dm)
     check_writable(run_dir, model)
     if rank_zero_only.rank == 0:
         write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))

@@ -113,3 +113,12 @@ def test_ntk_step_under_ddp_equals_one_process(tmp_path):
     s2 = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert s2["ntk/lambda_max_init"] == pytest.approx(s1["ntk/lambda_max_init"], rel=1e-3)
     assert s2["lr"] == pytest.approx(s1["lr"], rel=1e-3)
+
+
+def test_theorem_step_budget_sets_the_number_of_gd_steps(cfg_for):
+    import math
+
+    s = train(cfg_for(*TINY, "model.lr_policy=theorem", "step_budget=theorem", "step_budget_scale=20", "eps=1e-3",
+                      "model.inner_steps=10"))
+    steps = math.ceil(20 * math.log(10 ** 3 * 2 / (10 * 1e-3)))  # n = 10, L = 2, d_x = 10
+    assert s["epochs"] == math.ceil(steps / 10) and s["steps"] == 10 * s["epochs"]  # 10 GD steps per epoch
