@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-fast clean
+.PHONY: setup run test test-fast test-gpu gpu-check clean
 
 setup: $(VENV)/.installed
 
@@ -26,6 +26,15 @@ test: setup
 
 test-fast: setup
 	WANDB_MODE=offline $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# The GPU tests alone (skipped, with the reason, where no CUDA device is visible).
+test-gpu: setup
+	WANDB_MODE=offline $(PY) -m pytest -q -rs -m gpu $(PYTEST_ARGS)
+
+# GPU tests, grelu-bench on every case beside the reference loop, conversion and augmentation at the
+# paper's sizes -> results/speed/paper/, and a one-screen verdict against the speed targets.
+gpu-check: setup
+	WANDB_MODE=offline $(PY) benchmarks/gpu_check.py --out results/speed/paper
 
 clean:
 	rm -rf runs outputs multirun .pytest_cache

@@ -60,6 +60,10 @@ class Result:
     frac_of_ceiling: float
     suite_peak_gb: float | None
     plain_peak_gb: float | None
+    suite_ms_min: float = float("nan")  # the spread of the timed windows: one run's ratio is trusted
+    suite_ms_max: float = float("nan")  # only when its windows agree
+    plain_ms_min: float = float("nan")
+    plain_ms_max: float = float("nan")
 
 
 def _sync(device: torch.device) -> None:
@@ -108,7 +112,7 @@ def _net_and_module(mode: str, d_in: int, d_out: int, width: int, depth: int, lr
                        cache_gates=(mode == "grelu"))
 
 
-def time_plain(mode, dm, width, depth, lr, precision, device, warmup, steps, repeats) -> tuple[float, float | None]:
+def time_plain(mode, dm, width, depth, lr, precision, device, warmup, steps, repeats) -> tuple[list[float], float | None]:
     """The same step as the suite's, in a plain loop: batches by index, cached or recomputed gates."""
     from lightning_grelu.nets import GateCache
 
@@ -141,11 +145,11 @@ def time_plain(mode, dm, width, depth, lr, precision, device, warmup, steps, rep
             step(i)
         _sync(device)
         windows.append((time.perf_counter() - t) / steps)
-    return statistics.median(windows), _peak_gb(device)
+    return windows, _peak_gb(device)
 
 
 def time_suite(mode, dm, width, depth, lr, precision, device, warmup, steps, repeats,
-               inner_steps: int = 1) -> tuple[float, float | None]:
+               inner_steps: int = 1) -> tuple[list[float], float | None]:
     import lightning as L
 
     from lightning_grelu.callbacks import DivergenceGuard, RunRecord, Throughput, TimeToTarget
@@ -170,7 +174,7 @@ def time_suite(mode, dm, width, depth, lr, precision, device, warmup, steps, rep
                                        WindowTimer()])
         trainer.fit(module, datamodule=dm)
     windows = [(tb - ta) / (sb - sa) for (ta, sa), (tb, sb) in zip(marks, marks[1:])]
-    return statistics.median(windows), _peak_gb(device)
+    return windows, _peak_gb(device)
 
 
 def run_case(case: str, modes, precision: str, device: torch.device, warmup: int, steps: int, repeats: int,
@@ -180,19 +184,30 @@ def run_case(case: str, modes, precision: str, device: torch.device, warmup: int
 
     width, depth, batch, d_in, d_out, per_epoch = dims or CASES[case]
     ceiling = matmul_ceiling(device, precision)
-    results = []
-    for mode in modes:
+    inner = inner_steps if per_epoch == 1 else 1
+
+    def data():
         dm = SyntheticDataModule(n=batch * per_epoch, d_in=d_in, d_out=d_out, batch_size=batch, shuffle=False)
         dm.setup()
+        return dm
+
+    # Warm every mode on both paths before any timed window: the first Trainer, kernel selection and
+    # the allocator's growth otherwise land in whichever mode happens to be timed first.
+    for mode in modes:
+        time_suite(mode, data(), width, depth, lr, precision, device, 2, 1, 1, inner)
+        time_plain(mode, data(), width, depth, lr, precision, device, 2, 1, 1)
+    results = []
+    for mode in modes:
         flops = model_flops_per_sample(d_in, d_out, width, depth) * batch
-        suite, suite_peak = time_suite(mode, dm, width, depth, lr, precision, device, warmup, steps, repeats,
-                                       inner_steps if per_epoch == 1 else 1)
-        plain, plain_peak = time_plain(mode, dm, width, depth, lr, precision, device, warmup, steps, repeats)
+        suite_w, suite_peak = time_suite(mode, data(), width, depth, lr, precision, device, warmup, steps, repeats,
+                                         inner)
+        plain_w, plain_peak = time_plain(mode, data(), width, depth, lr, precision, device, warmup, steps, repeats)
+        suite, plain = statistics.median(suite_w), statistics.median(plain_w)
         tflops = flops / suite / 1e12
-        inner = inner_steps if per_epoch == 1 else 1
         results.append(Result(case, mode, precision, device.type, width, depth, batch, inner, suite * 1e3, plain * 1e3,
                               suite / plain, batch / suite, tflops, flops / plain / 1e12, ceiling,
-                              tflops / ceiling, suite_peak, plain_peak))
+                              tflops / ceiling, suite_peak, plain_peak, min(suite_w) * 1e3, max(suite_w) * 1e3,
+                              min(plain_w) * 1e3, max(plain_w) * 1e3))
     return results
 
 
@@ -223,8 +238,9 @@ def write_results(out: Path, results: list[Result], argv: str, device: torch.dev
 
 def write_readme(out: Path) -> None:
     """``README.md`` of a results folder, rebuilt from every .jsonl in it (never typed by hand)."""
-    cols = ["case", "mode", "precision", "inner_steps", "suite_ms", "plain_ms", "suite_over_plain", "samples_per_s",
-            "model_tflops", "frac_of_ceiling", "suite_peak_gb"]
+    cols = ["case", "mode", "precision", "inner_steps", "suite_ms", "suite_ms_min", "suite_ms_max", "plain_ms",
+            "plain_ms_min", "plain_ms_max", "suite_over_plain", "samples_per_s", "model_tflops", "frac_of_ceiling",
+            "suite_peak_gb"]
     text = ["# grelu-bench results", "", "Written by `grelu-bench --out` from the .jsonl files beside this file; "
             "suite = the Lightning training path, plain = a hand-written loop of the same net, same run.", ""]
     for path in sorted(out.glob("*.jsonl")):
@@ -234,7 +250,8 @@ def write_readme(out: Path) -> None:
                  f"{meta.get('hardware')} (torch {meta.get('torch')}), {meta.get('date')}", "",
                  "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         for r in (r for r in records if r["kind"] == "bench"):
-            text.append("| " + " | ".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
+            cells = [r.get(c, "-") for c in cols]  # records from before the spread was kept have no min/max
+            text.append("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in cells) + " |")
         refs = [r for r in records if r["kind"] == "reference"]
         if refs:
             text += ["", f"Reference loop in the same run: {len(refs)} records (see the .jsonl)."]
@@ -247,8 +264,9 @@ def print_table(results: list[Result]) -> None:
     from rich.table import Table
 
     table = Table(title="grelu-bench (suite = Lightning path, plain = hand-written loop; medians)")
-    cols = ["case", "mode", "precision", "inner_steps", "suite_ms", "plain_ms", "suite_over_plain", "samples_per_s",
-            "model_tflops", "frac_of_ceiling", "ceiling_tflops", "suite_peak_gb", "plain_peak_gb"]
+    cols = ["case", "mode", "precision", "inner_steps", "suite_ms", "suite_ms_min", "suite_ms_max", "plain_ms",
+            "plain_ms_min", "plain_ms_max", "suite_over_plain", "samples_per_s", "model_tflops", "frac_of_ceiling",
+            "suite_peak_gb"]
     for c in cols:
         table.add_column(c)
     for r in results:
@@ -279,6 +297,14 @@ def main(argv: list[str] | None = None) -> None:
         p.error("--warmup, --steps, --repeats and --inner-steps must be >= 1")
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device is visible here")
+    if args.reference and not Path(args.reference).is_file():
+        p.error(f"--reference {args.reference}: no such file (e.g. benchmarks/reference/gpu_anchor.py)")
+    if args.out:  # fail before the benchmark runs, not after
+        existing = Path(args.out)
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            p.error(f"--out {args.out}: {existing} is not a directory")
     device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
                           else "cpu")
     precision = args.precision or ("bf16-mixed" if device.type == "cuda" else "32-true")
@@ -291,6 +317,10 @@ def main(argv: list[str] | None = None) -> None:
     reference = []
     if args.reference:
         out = subprocess.run([sys.executable, args.reference], capture_output=True, text=True)
+        if out.returncode != 0:
+            print(f"grelu-bench: error: the reference {args.reference} failed: "
+                  f"{(out.stderr.strip().splitlines() or ['(no stderr)'])[-1]}", file=sys.stderr)
+            sys.exit(1)
         reference = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
         print(f"reference {args.reference}: {len(reference)} records")
     if args.out:

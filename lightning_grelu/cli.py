@@ -39,11 +39,16 @@ def print_summary(s: dict) -> None:
         print(f"  {k:<{width}}  {v}")
 
 
-def _remove_if_unused(run_dir: Path) -> None:
+def _remove_if_unused(run_dir: Path, root: Path) -> None:
     """After a config error, drop the directory Hydra made for the run if it holds nothing but
-    Hydra's own notes (.hydra/, its job log): a bad command leaves no half-written run behind."""
+    Hydra's own notes (.hydra/, its job log), and the parents under ``paths.root`` it leaves empty:
+    a bad command leaves no half-written run behind."""
     if run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
         shutil.rmtree(run_dir, ignore_errors=True)
+        parent, root = run_dir.resolve().parent, root.resolve()
+        while parent != root and root in parent.parents and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
@@ -53,7 +58,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     try:
         summary = train(cfg)
     except ConfigError as e:
-        _remove_if_unused(Path(cfg.paths.run_dir))
+        _remove_if_unused(Path(cfg.paths.run_dir), Path(cfg.paths.root))
         _fail(str(e), EXIT_CONFIG)
     except Exception as e:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":

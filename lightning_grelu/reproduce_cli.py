@@ -34,12 +34,19 @@ def parse_args(argv):
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="a grelu-train override appended to every job (repeatable), e.g. trainer.devices=4")
     p.add_argument("--fresh", action="store_true", help="re-run jobs that finished before")
+    p.add_argument("--part", default=None, metavar="K/N",
+                   help="run only part K of N (every N-th job from the K-th): a paper profile on short GPU windows")
     p.add_argument("--list", action="store_true", help="list the targets and exit")
     args = p.parse_args(argv)
     if not args.list and not args.target:
         p.error("give a TARGET (or --list)")
     if args.seeds is not None and args.seeds < 1:
         p.error("--seeds must be >= 1")
+    if args.part is not None:
+        k, sep, n = args.part.partition("/")
+        if not (sep and k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+            p.error(f"--part {args.part!r}: give K/N with 1 <= K <= N, e.g. --part 1/4")
+        args.part = (int(k), int(n))
     return args, TARGETS
 
 
@@ -54,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     from lightning_grelu.reproduce.target import Context
 
     target = targets[args.target]
-    ctx = Context(args.profile, seeds=args.seeds, overrides=list(args.override))
+    ctx = Context(args.profile, seeds=args.seeds, overrides=list(args.override), part=args.part)
     try:
         command = "grelu-reproduce " + " ".join(shlex.quote(a) for a in argv)
         dest = run_target(target, ctx, Path(args.results), Path(args.work), command, fresh=args.fresh,

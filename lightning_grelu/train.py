@@ -28,6 +28,8 @@ from lightning_grelu.config_check import validate
 from lightning_grelu.data.base import DataError
 from lightning_grelu.errors import ConfigError
 from lightning_grelu.loggers import build_loggers, finish_wandb, publish_summary
+from lightning_grelu.memory import check_devices, check_memory
+from lightning_grelu.nets.mlp import init_on
 
 
 # Known, harmless warnings from Lightning and torch (no val split; pytree API churn).
@@ -78,10 +80,10 @@ def build_data(cfg: DictConfig):
     return dm
 
 
-def _build(cfg: DictConfig):
-    """DataModule and LightningModule from the config; bad values become one-line ConfigErrors."""
-    dm = build_data(cfg)
-    return dm, _instantiate(_without_name(cfg.model), d_in=dm.d_in, d_out=dm.d_out)
+def build_model(cfg: DictConfig, dm, device: torch.device):
+    """The LightningModule; on a GPU each layer goes to the device as soon as it is drawn."""
+    with init_on(device if device.type == "cuda" else None):
+        return _instantiate(_without_name(cfg.model), d_in=dm.d_in, d_out=dm.d_out)
 
 
 def _resolve_ckpt(ckpt_path, run_dir: Path):
@@ -145,12 +147,19 @@ def check_writable(run_dir: Path, model) -> None:
 def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
     """Run one job; ``callbacks`` are added to those the config asks for (sweeps add pruning)."""
     validate(cfg)
+    device = check_devices(cfg.trainer)  # a GPU preset without a GPU: one line, before any work
     run_dir = Path(cfg.paths.run_dir).resolve()
     ckpt_path = _resolve_ckpt(cfg.get("ckpt_path"), run_dir)
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm, model = _build(cfg)  # bad values fail here, before anything is written
+    dm = build_data(cfg)  # bad values fail here, before anything is written
     apply_step_budget(cfg, dm)
+    memory = check_memory(cfg, dm, device)  # refuses a run that cannot fit, before the net is built
+    if rank_zero_only.rank == 0 and memory["memory/estimate_gib"] >= 1:
+        have = memory.get("memory/available_gib")
+        print(f"grelu-train: memory: about {memory['memory/estimate_gib']:.1f} GiB on {device}"
+              + (f" ({have:.1f} GiB available)" if have is not None else ""), flush=True)
+    model = build_model(cfg, dm, device)
     check_writable(run_dir, model)
     if rank_zero_only.rank == 0:
         write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -180,7 +189,9 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
     finally:
         wall = time.perf_counter() - t0
         record.flush(trainer)
-        summary = summarize(cfg, trainer, model, dm, record, target, status, error, wall)
+        if device.type == "cuda":  # what the run really took, beside the estimate it was admitted on
+            memory["memory/peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+        summary = {**summarize(cfg, trainer, model, dm, record, target, status, error, wall), **memory}
         if rank_zero_only.rank == 0:
             write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n", fault="summary")
             publish_summary(loggers, summary)

@@ -109,3 +109,21 @@ def test_rerun_reuses_finished_jobs_and_rewrites_the_directory_without_stale_fil
 def test_unknown_target_is_one_clear_error(tmp_path):
     out = reproduce("table9", cwd=tmp_path)
     assert out.returncode == 2 and "invalid choice: 'table9'" in out.stderr
+
+
+@pytest.mark.slow
+def test_a_profile_runs_in_parts_and_says_which_parts_ran(tmp_path):
+    """--part K/N runs every N-th job; the README says which parts ran; the last part completes it."""
+    args = ["fig2a", "--seeds", "1", *overrides("trainer.max_epochs=2")]
+    first = reproduce(*args, "--part", "1/3", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count("[") - first.stdout.count("reused") == 10  # 28 jobs: indices 0, 3, ..., 27
+    readme = (tmp_path / "results" / "fig2a" / "smoke" / "README.md").read_text()
+    assert "**Parts run:** 1 of 3" in readme and "still to run: 2, 3" in readme
+    for k in (2, 3):
+        assert reproduce(*args, "--part", f"{k}/3", cwd=tmp_path).returncode == 0
+    readme = (tmp_path / "results" / "fig2a" / "smoke" / "README.md").read_text()
+    assert "1, 2, 3 of 3" in readme and "all parts have run" in readme
+    assert len(list((tmp_path / "results" / "fig2a" / "smoke" / "runs").glob("*/summary.json"))) == 28
+    bad = reproduce(*args, "--part", "4/3", cwd=tmp_path)
+    assert bad.returncode == 2 and "--part" in bad.stderr

@@ -101,7 +101,7 @@ training loss. Section 6.1 / Figure 2a claims it is tight: "none of the runs wit
     def execute(self, ctx: Context, work: Path, fresh: bool, progress) -> None:
         p = PROFILES[ctx.profile]
         low, high = p["width"]
-        todo = [(c, model, s) for c in cells(p) for model in MODELS for s in seeds(ctx, p["seeds"])]
+        todo = ctx.in_part([(c, model, s) for c in cells(p) for model in MODELS for s in seeds(ctx, p["seeds"])])
         answers: dict[str, bool] = {}  # this invocation's answers: --fresh redoes a job once, not per visit
         for i, ((data, n, depth, d_y), model, seed) in enumerate(todo, 1):
             def converges(width: int) -> bool:

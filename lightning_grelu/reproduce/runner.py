@@ -47,6 +47,7 @@ def finished(run_dir: Path) -> bool:
 def run_jobs(jobs: list[Job], ctx: Context, work: Path, fresh: bool, progress) -> None:
     from lightning_grelu.train import train
 
+    jobs = ctx.in_part(jobs)
     if jobs:
         check_data(jobs[0], ctx, work)
     for i, job in enumerate(jobs, 1):
@@ -77,10 +78,35 @@ def run_target(target: Target, ctx: Context, results_root: Path, work_root: Path
     work = (work_root / target.name / ctx.profile).resolve()
     work.mkdir(parents=True, exist_ok=True)
     target.execute(ctx, work, fresh, progress)
+    parts = note_part(work, ctx)
     dest = results_root / target.name / ctx.profile
     dev = torch.device("cuda" if device == "gpu" and torch.cuda.is_available() else "cpu")
     with atomic_dir(dest) as out:
         copy_records(work, out)
         body = target.report(work, out, ctx)
-        (out / "README.md").write_text(header(target, ctx, command, hardware(dev), commit()) + "## Measured\n\n" + body)
+        (out / "README.md").write_text(header(target, ctx, command, hardware(dev), commit()) + parts
+                                       + "## Measured\n\n" + body)
     return dest
+
+
+def note_part(work: Path, ctx: Context) -> str:
+    """Record which parts of a target have run (``parts.json`` in its work dir) and say so for the
+    README: a profile run in parts (--part K/N, on short GPU windows) is complete when all N have."""
+    path = work / "parts.json"
+    try:
+        done = json.loads(path.read_text())
+    except (OSError, ValueError):
+        done = {}
+    if ctx.part is None:
+        done = {"all": True}
+    else:
+        k, n = ctx.part
+        if not done.get("all"):
+            done = {"n": n, "done": sorted(set(done.get("done", []) if done.get("n") == n else []) | {k})}
+    write_atomic(path, json.dumps(done) + "\n")
+    if done.get("all"):
+        return ""
+    missing = [k for k in range(1, done["n"] + 1) if k not in done["done"]]
+    return (f"**Parts run:** {', '.join(map(str, done['done']))} of {done['n']} (`--part K/{done['n']}`)"
+            + (f"; still to run: {', '.join(map(str, missing))}. The numbers below cover the finished parts only."
+               if missing else "; all parts have run.") + "\n\n")

@@ -36,7 +36,7 @@ would confirm it."""
             from lightning_grelu.errors import ConfigError
 
             raise ConfigError("speed --profile paper times GPU kernels and no GPU is visible; use --profile smoke")
-        for case, precision in CASES[ctx.profile]:
+        for case, precision in ctx.in_part(CASES[ctx.profile]):
             path = work / f"{case}_{precision}_inner1.jsonl"
             if path.exists() and not fresh:
                 progress(f"{case}: done before, reused")

@@ -30,6 +30,14 @@ class Context:
     profile: str
     seeds: int | None = None  # keep only the first N seeds (tests, quick looks)
     overrides: list[str] = field(default_factory=list)  # appended to every job
+    part: tuple[int, int] | None = None  # (K, N): run only the K-th of N interleaved parts of the jobs
+
+    def in_part(self, items: list) -> list:
+        """The items of this part: every N-th, from the (K-1)-th (all of them when no part is set)."""
+        if self.part is None:
+            return items
+        k, n = self.part
+        return [item for i, item in enumerate(items) if i % n == k - 1]
 
 
 class Target:

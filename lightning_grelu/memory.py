@@ -1,0 +1,101 @@
+"""Before anything is built: will this run fit? An estimate of the training device's memory from the
+config and the data's sizes, the memory that device has, and the check between them.
+
+Counted (bytes of the weights' dtype: 8 under 64-true, else 4; bf16-mixed keeps float32 weights):
+weights C, W_1..W_L, B; for GReLU the gate path Psi_1..Psi_L and its C_0; gradients and optimizer
+state (momentum: one copy, Adam: two) of what trains; the bit-packed gate cache (n L m / 8 bytes);
+the training data; and activations of one batch (values, pre-activations and their gradients, about
+4 batch x m x (L + 1) numbers). With the data on the host (CPU training) the sum is host memory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import torch
+
+from lightning_grelu.errors import ConfigError
+
+HEADROOM = 0.95  # refuse above 95% of what the device has: allocators and the framework need the rest
+
+
+def training_device(trainer_cfg) -> torch.device:
+    accel = str(trainer_cfg.get("accelerator", "cpu"))
+    if accel in ("gpu", "cuda") or (accel == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def check_devices(trainer_cfg) -> torch.device:
+    """A GPU preset on a machine without one, or more devices than it has: one line, before any work."""
+    device = training_device(trainer_cfg)
+    if device.type == "cuda":
+        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        want = trainer_cfg.get("devices", 1)
+        want = have if want in (-1, "auto") else (len(want) if isinstance(want, (list, tuple)) else int(want))
+        if have == 0:
+            raise ConfigError("trainer.accelerator=gpu but no CUDA GPU is visible here; use trainer=cpu (or "
+                              "trainer=ddp_cpu for the DDP path on CPU)")
+        if want > have:
+            raise ConfigError(f"trainer.devices={want} but {have} CUDA GPU(s) are visible; set trainer.devices<={have}")
+    return device
+
+
+def estimate_bytes(model_cfg, n: int, d_in: int, d_out: int, batch: int | None, precision, grelu: bool) -> int:
+    m, depth = int(model_cfg.width), int(model_cfg.depth)
+    b = 8 if str(precision) in ("64", "64-true", "double") else 4
+    io = m * d_in + d_out * m
+    weights = io + depth * m * m
+    trained = depth * m * m + (io if model_cfg.get("train_io") else 0)
+    opt = model_cfg.get("optimizer", "sgd")
+    states = 2 if opt == "adam" else (1 if (model_cfg.get("momentum") or 0) > 0 else 0)
+    total = (weights + trained * (1 + states)) * b
+    if grelu:
+        total += (depth * m * m + m * d_in) * b + n * depth * math.ceil(m / 8)
+    rows = n if batch is None else min(batch, n)
+    total += n * (d_in + d_out) * b + 4 * rows * m * (depth + 1) * b
+    return int(total)
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Free memory on the device (CUDA), or the host memory this process may still take: the smaller
+    of MemAvailable and the cgroup's limit less its usage."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    limits = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                limits.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            limit = Path(limit_file).read_text().strip()
+            if limit != "max" and int(limit) < 1 << 60:
+                limits.append(int(limit) - int(Path(usage_file).read_text().strip()))
+            break
+        except (OSError, ValueError):
+            continue
+    return min(limits) if limits else None
+
+
+def check_memory(cfg, dm, device: torch.device) -> dict:
+    """The estimate and what the device has; ConfigError (nothing written yet) when it cannot fit."""
+    grelu = "gate_init" in cfg.model  # the GReLU modules (and GReLU->ReLU) carry a gate path
+    need = estimate_bytes(cfg.model, len(dm.split("train")), dm.d_in, dm.d_out, dm.batch_size,
+                          cfg.trainer.get("precision"), grelu)
+    have = available_bytes(device)
+    info = {"memory/estimate_gib": need / 2**30, "memory/device": str(device)}
+    if have is not None:
+        info["memory/available_gib"] = have / 2**30
+        if need > HEADROOM * have:
+            raise ConfigError(f"this run needs about {need / 2**30:.1f} GiB on {device} and {have / 2**30:.1f} GiB "
+                              f"is available: lower model.width (or depth, data.batch_size), or run it on a device "
+                              "with more memory")
+    return info
