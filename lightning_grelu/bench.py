@@ -263,15 +263,20 @@ def print_table(results: list[Result]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="grelu-bench (suite = Lightning path, plain = hand-written loop; medians)")
-    cols = ["case", "mode", "precision", "inner_steps", "suite_ms", "suite_ms_min", "suite_ms_max", "plain_ms",
-            "plain_ms_min", "plain_ms_max", "suite_over_plain", "samples_per_s", "model_tflops", "frac_of_ceiling",
-            "suite_peak_gb"]
+    from rich.markup import escape
+
+    table = Table(title=escape("grelu-bench (suite = Lightning path, plain = hand-written loop; "
+                               "medians [min, max] of the timed windows)"))
+    cols = ["case", "mode", "precision", "inner_steps", "suite_ms", "plain_ms", "suite_over_plain", "samples_per_s",
+            "model_tflops", "frac_of_ceiling", "suite_peak_gb"]  # the rest (ceiling, plain peak) is in --out's jsonl
     for c in cols:
-        table.add_column(c)
+        table.add_column(c, no_wrap=True)
     for r in results:
         d = asdict(r)
-        table.add_row(*[f"{d[c]:.4g}" if isinstance(d[c], float) else str(d[c]) for c in cols])
+        cells = [f"{d[c]:.4g}" if isinstance(d[c], float) else str(d[c]) for c in cols]
+        for i, c in ((4, "suite_ms"), (5, "plain_ms")):  # the spread beside the median
+            cells[i] += escape(f" [{d[c + '_min']:.3g}, {d[c + '_max']:.3g}]")
+        table.add_row(*cells)
     Console(width=200).print(table)
 
 

@@ -39,7 +39,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from lightning_grelu.nets.mlp import GReLUMLP, ReLUMLP
+from lightning_grelu.nets.mlp import GReLUMLP, ReLUMLP, init_on
 
 TARGETS = ("carry", "lift", "relu")
 CARRY = 0.1  # size of the carried first-layer features in the intermediate targets, relative to h_k
@@ -186,7 +186,8 @@ def grelu_to_relu(grelu: GReLUMLP, inputs: torch.Tensor, *, ridge: float = 0.0, 
                               ridge=ridge, rtol=default_rtol(dt) if rtol is None else float(rtol))
     gates = gates or (lambda rows: grelu.gates(inputs[rows]))
 
-    relu = ReLUMLP(grelu.d_in, grelu.d_out, m, L, train_io=grelu.C.requires_grad).to(dev, dt)
+    with init_on(dev):  # its random draw is overwritten below; never hold all its layers on the host
+        relu = ReLUMLP(grelu.d_in, grelu.d_out, m, L, train_io=grelu.C.requires_grad).to(dev, dt)
     relu.C.copy_(grelu.C)
     relu.B.copy_(grelu.B)
     v = positive_null_vector(grelu.B)
