@@ -126,15 +126,14 @@ class RegressionModule(L.LightningModule):
         index = torch.arange(rows, device=x.device)[rank::world]
         forward, gates = self.ntk_spec(index)
         return ntk.lambda_max(self.net, x[index], gates, forward=forward,
-                              all_reduce=_all_reduce_sum if world > 1 else None)
+                              all_reduce=(lambda t: all_reduce(t, "sum")) if world > 1 else None)
 
     def resolve_lr(self) -> None:
         """Apply ``model.lr_policy`` once (a resumed run keeps the lr its checkpoint holds)."""
         hp = self.hparams
         if not self.lr_info:
             dm = self.trainer.datamodule
-            x = dm.split("train").x
-            self.lr_info = step_size.resolve(hp.lr_policy, hp.lr_scale, hp.lr, d_x=dm.d_in, n=x.shape[0],
+            self.lr_info = step_size.resolve(hp.lr_policy, hp.lr_scale, hp.lr, d_x=dm.d_in, n=len(dm.split("train")),
                                              depth=hp.depth, d_y=dm.d_out, lambda_max=self.ntk_lambda_max)
             self.log_lr_info()
         self.set_lr(self.lr_info["lr"])
@@ -188,6 +187,7 @@ class RegressionModule(L.LightningModule):
         return out
 
 
-def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+def all_reduce(t: torch.Tensor, op: str) -> torch.Tensor:
+    """In-place all-reduce across DDP ranks, ``op`` "sum" or "max"; returns ``t``."""
+    dist.all_reduce(t, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
     return t

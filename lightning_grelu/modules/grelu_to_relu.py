@@ -14,10 +14,9 @@ from __future__ import annotations
 import sys
 
 import torch
-import torch.distributed as dist
 
 from lightning_grelu import faults
-from lightning_grelu.modules.base import RegressionModule
+from lightning_grelu.modules.base import RegressionModule, all_reduce
 from lightning_grelu.modules.grelu import GReLUModule
 from lightning_grelu.nets import ReLUMLP, grelu_to_relu
 from lightning_grelu.nets.grelu_to_relu import TARGETS
@@ -28,7 +27,7 @@ JUMP_FLOOR = 1e-8
 
 
 class GReLUToReLUModule(GReLUModule):
-    def __init__(self, *args, switch_epoch: int | None = None, ridge: float = 0.0, conversion_target: str = "lift",
+    def __init__(self, *args, switch_epoch: int | None = None, ridge: float = 0.0, conversion_target: str = "carry",
                  exact_rtol: float | None = None, **kwargs):
         if conversion_target not in TARGETS:
             raise ValueError(f"model.conversion_target must be one of {TARGETS}, got {conversion_target!r}")
@@ -82,7 +81,7 @@ class GReLUToReLUModule(GReLUModule):
         n, world = x.shape[0], self.trainer.world_size
         opts = dict(ridge=self.ridge, target=self.conversion_target, rtol=self.exact_rtol)
         if world > 1 and n > self.net.width:  # normal equations: each rank its shard, Gram sums all-reduced
-            relu, report = grelu_to_relu(self.net, x[self.global_rank::world], all_reduce=_all_reduce, **opts)
+            relu, report = grelu_to_relu(self.net, x[self.global_rank::world], all_reduce=all_reduce, **opts)
         else:  # n <= m: the interpolating solve, identical on every rank
             relu, report = grelu_to_relu(self.net, x, **opts)
         faults.point("switch")
@@ -129,7 +128,3 @@ class GReLUToReLUModule(GReLUModule):
         super().on_load_checkpoint(checkpoint)
         self.switch_report = checkpoint.get("switch_report", {})
 
-
-def _all_reduce(t: torch.Tensor, op: str) -> torch.Tensor:
-    dist.all_reduce(t, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
-    return t

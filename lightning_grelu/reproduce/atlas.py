@@ -129,8 +129,8 @@ training loss. Section 6.1 / Figure 2a claims it is tight: "none of the runs wit
                 n, depth, d_y = cell
                 rows.append({"data": g[0], "model": g[1], "n": n, "L": depth, "d_y": d_y,
                              "m* per seed": " ".join(str(m) for m in ms),
-                             "m* median": _median([m for m in ms if m is not None]),
-                             "fit": _round(scaling.predict(fits[g], dict(zip(scaling.AXES, cell)))),
+                             "m* median": scaling.median_width(ms),
+                             "fit": _round1(scaling.predict(fits[g], dict(zip(scaling.AXES, cell)))),
                              "theory n^2 L d_y": n * n * depth * d_y, "nL": n * depth,
                              "non-monotone widths": " ".join(str(v) for s in per_seed for v in s.violations) or "none"})
         tables.write_csv(rows, out / "atlas.csv")
@@ -162,13 +162,5 @@ training loss. Section 6.1 / Figure 2a claims it is tight: "none of the runs wit
                 + "\n![m* vs n](atlas_n.png) ![m* vs L](atlas_L.png) ![m* vs d_y](atlas_d_y.png)\n")
 
 
-def _median(xs: list[int]):
-    if not xs:
-        return None
-    xs = sorted(xs)
-    k = len(xs) // 2
-    return xs[k] if len(xs) % 2 else math.sqrt(xs[k - 1] * xs[k])
-
-
-def _round(v):
+def _round1(v: float | None) -> float | None:
     return None if v is None else round(v, 1)

@@ -36,7 +36,7 @@ def plot_axis(path: Path, axis: str, found: list[scaling.Search], fits: dict) ->
         for s in pts:
             if s.m_star is not None:
                 ax.plot(s.cell[axis], s.m_star, marker, color=color, alpha=0.35, ms=4)
-        med = [(x, _median([s.m_star for s in pts if s.cell[axis] == x and s.m_star is not None])) for x in xs]
+        med = [(x, scaling.median_width([s.m_star for s in pts if s.cell[axis] == x])) for x in xs]
         med = [(x, m) for x, m in med if m is not None]
         if med:
             ax.plot(*zip(*med), "-", color=color, lw=1.5, label=f"{label}: m* (median of seeds)")
@@ -64,10 +64,3 @@ def plot_axis(path: Path, axis: str, found: list[scaling.Search], fits: dict) ->
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
-
-def _median(xs: list[int]) -> float | None:
-    if not xs:
-        return None
-    xs = sorted(xs)
-    k = len(xs) // 2
-    return float(xs[k]) if len(xs) % 2 else math.sqrt(xs[k - 1] * xs[k])

@@ -94,6 +94,15 @@ def fit_exponents(points: list[Search], n_boot: int = 1000, seed: int = 0) -> di
     return result
 
 
+def median_width(widths: list[int | None]) -> float | None:
+    """Median of the seeds' m* (geometric mean of the middle two for an even count: widths are log-scaled)."""
+    xs = sorted(w for w in widths if w is not None)
+    if not xs:
+        return None
+    k = len(xs) // 2
+    return xs[k] if len(xs) % 2 else float(np.sqrt(xs[k - 1] * xs[k]))
+
+
 def predict(fit: dict, cell: dict) -> float | None:
     if "log_K" not in fit:
         return None
