@@ -65,7 +65,17 @@ def test_predicted_steps_follow_the_linear_rate():
     assert predicted_steps(2.5, 1.0, 1.0, 1.0, 1e-6) is None  # |1 - 2.5| > 1: no convergence predicted
 
 
-@pytest.mark.parametrize("model", ["grelu", "grelu_to_relu"])
+@pytest.mark.parametrize("relative", [False, True])
+def test_ntk_probe_predicts_steps_to_the_same_target_as_steps_to_eps(cfg_for, relative):
+    s = train(cfg_for(*TINY, "model.lr_policy=ntk", "trainer.max_epochs=2", "callbacks=[ntk]", "eps=1e-3",
+                      f"eps_relative={str(relative).lower()}"))
+    target = 1e-3 * s["initial/train_sse"] if relative else 1e-3
+    want = predicted_steps(s["lr"], s["probe/ntk_lambda_min"], s["probe/ntk_lambda_max"], s["initial/train_sse"],
+                           target)
+    assert s["probe/ntk_predicted_steps_to_eps"] == pytest.approx(want, abs=1)
+
+
+@pytest.mark.parametrize("model", ["relu", "grelu", "grelu_to_relu"])
 def test_ntk_probe_records_the_spectrum_and_kernel_movement(cfg_for, tmp_path, model):
     s = train(cfg_for(*TINY, f"model={model}", "model.lr_policy=ntk", "trainer.max_epochs=20",
                       "callbacks=[ntk]", "callbacks.ntk.every_n_epochs=5", "eps=1e-2"))

@@ -3,7 +3,7 @@
 At the start of training (the first epoch, after the step-size policy chose the lr):
   * ``probe/ntk_lambda_max`` by power iteration (any size: Jacobian-vector products only);
   * when n d_y <= ``max_explicit``: H_0 itself (n d_y operator products), its ``probe/ntk_lambda_min``
-    and condition number ``probe/ntk_cond``, and the linear-rate prediction of the steps to ``eps``,
+    and condition number ``probe/ntk_cond``, and the linear-rate prediction of the steps to ``eps`` (times the initial SSE when ``eps_relative``),
     ``probe/ntk_predicted_steps_to_eps`` = log(eps / SSE_0) / (2 log rho), rho = max|1 - eta lambda|
     over lambda_min and lambda_max (null when rho >= 1: the rate predicts no convergence). Above
     ``max_explicit`` these are skipped and ``probe/ntk_explicit`` is 0.
@@ -33,10 +33,11 @@ def predicted_steps(eta: float, lam_min: float, lam_max: float, sse0: float, eps
 
 class NTKProbe(L.Callback):
     def __init__(self, every_n_epochs: int = 10, max_explicit: int = 4096, power_iters: int = 100,
-                 eps: float | None = None):
+                 eps: float | None = None, eps_relative: bool = False):
         if not isinstance(every_n_epochs, int) or every_n_epochs < 1:
             raise ValueError(f"callbacks.ntk.every_n_epochs must be an integer >= 1, got {every_n_epochs!r}")
         self.every, self.max_explicit, self.power_iters, self.eps = every_n_epochs, max_explicit, power_iters, eps
+        self.eps_relative = eps_relative  # eps times the initial SSE, as TimeToTarget reads it
         self.init: dict[str, float] = {}
         self.h0: torch.Tensor | None = None
         self.last: dict[str, float] = {}
@@ -62,7 +63,8 @@ class NTKProbe(L.Callback):
                               "probe/ntk_cond": lam_top / lam_min if lam_min > 0 else float("inf")})
             eta = trainer.optimizers[0].param_groups[0]["lr"]
             sse0 = getattr(trainer, "initial_train_sse", None)
-            steps = predicted_steps(eta, lam_min, lam_top, sse0, self.eps) if sse0 and self.eps else None
+            target = self.eps * sse0 if (self.eps and sse0 and self.eps_relative) else self.eps
+            steps = predicted_steps(eta, lam_min, lam_top, sse0, target) if sse0 and target else None
             if steps is not None:
                 self.init["probe/ntk_predicted_steps_to_eps"] = steps
 
