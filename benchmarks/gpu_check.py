@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from lightning_grelu.bench import hardware
+
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 CASES = [("tiny", "bf16-mixed"), ("small_fullbatch", "bf16-mixed"), ("cifar_d6_w10k", "bf16-mixed"),
@@ -102,10 +104,8 @@ def main() -> None:
                    "--out", a.out, *ref], log)
     ok &= run([sys.executable, str(HERE / "conversion.py"), "--out", a.out], log)
     ok &= run([sys.executable, str(HERE / "augmentation.py"), "--out", a.out], log)
-    driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                            capture_output=True, text=True).stdout.strip()
     rows = verdict(Path(a.out))
-    lines = [f"gpu-check on {torch.cuda.get_device_name()} (driver {driver or '?'}, torch {torch.__version__})", ""]
+    lines = [f"gpu-check on {hardware(torch.device('cuda'))}, torch {torch.__version__}", ""]
     lines += log + ["", f"{'target':64s} {'measured':>10s} {'limit':>7s}  verdict"]
     for name, value, limit, met in rows:
         shown = "-" if value is None else f"{value:.3g}"

@@ -212,8 +212,14 @@ def run_case(case: str, modes, precision: str, device: torch.device, warmup: int
 
 
 def hardware(device: torch.device) -> str:
+    """The device in words; for a GPU with its driver version (every record and results README says it)."""
     if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
+        try:
+            driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                    capture_output=True, text=True, timeout=30).stdout.split()[0]
+        except (OSError, IndexError, subprocess.SubprocessError):
+            driver = "unknown"
+        return f"{torch.cuda.get_device_name(device)}, driver {driver}, CUDA {torch.version.cuda}"
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
