@@ -17,11 +17,20 @@ from lightning_grelu import faults
 def write_atomic(path: Path, text: str, fault: str | None = None) -> None:
     """``fault``: a crash point (see faults.py) between writing the temp file and renaming it."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    if fault:
-        faults.point(fault)
-    tmp.replace(path)
+    # a temp name of this writer's own: two writers never share one (a fixed name let one rename the
+    # other's file away, and the other die with FileNotFoundError)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; records are for reading
+        if fault:
+            faults.point(fault)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_csv_atomic(path: Path, rows: list[dict], fieldnames: list[str], fault: str | None = None) -> None:

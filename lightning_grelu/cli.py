@@ -1,10 +1,15 @@
 """``grelu-train``: the Hydra entry point. ``grelu-train`` alone runs the embedded default (a small
 Ackley problem on CPU); any ``key=value`` override or ``group=option`` choice may follow.
 
-Exit codes: 0 completed, 1 failed, 2 bad config/data/arguments, 3 diverged.
+Exit codes: 0 completed, 1 failed, 2 bad config/data/arguments, 3 diverged, 128+N stopped by signal N
+(130 Ctrl-C, 143 SIGTERM; ``last.ckpt`` saved, resume with ``ckpt_path=last``).
 """
 
 from __future__ import annotations
+
+from lightning_grelu.signals import Interrupted, exit_on_signals
+
+exit_on_signals("grelu-train")  # first thing: a signal while the command starts is told, not a bare kill
 
 import os
 import shutil
@@ -39,8 +44,16 @@ def print_summary(s: dict) -> None:
         print(f"  {k:<{width}}  {v}")
 
 
+def _hydra_output_dir() -> Path:
+    """The directory Hydra made for this process (unique to it; with an explicit ``paths.run_dir`` it is not
+    the run directory, which another command may own)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
 def _remove_if_unused(run_dir: Path, root: Path) -> None:
-    """After a config error, drop the directory Hydra made for the run if it holds nothing but
+    """After a config error, drop the directory Hydra made for this process if it holds nothing but
     Hydra's own notes (.hydra/, its job log), and the parents under ``paths.root`` it leaves empty:
     a bad command leaves no half-written run behind."""
     if run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
@@ -58,8 +71,11 @@ def _hydra_main(cfg: DictConfig) -> None:
     try:
         summary = train(cfg)
     except ConfigError as e:
-        _remove_if_unused(Path(cfg.paths.run_dir), Path(cfg.paths.root))
+        _remove_if_unused(_hydra_output_dir(), Path(cfg.paths.root))
         _fail(str(e), EXIT_CONFIG)
+    except Interrupted as e:
+        _remove_if_unused(_hydra_output_dir(), Path(cfg.paths.root))
+        _stopped(e, cfg)
     except Exception as e:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -68,11 +84,30 @@ def _hydra_main(cfg: DictConfig) -> None:
     if int(os.environ.get("LOCAL_RANK", "0")) != 0 or int(os.environ.get("NODE_RANK", "0")) != 0:
         return
     print_summary(summary)
+    if summary.get("note"):
+        print(f"grelu-train: {Path(cfg.paths.run_dir).resolve()}: {summary['note']}", file=sys.stderr)
+    if summary["status"] == "interrupted":
+        _stopped(Interrupted(summary.get("signal", 15), summary.get("epochs"), True), cfg)
     if summary["status"] == "diverged":
         print(f"grelu-train: error: run diverged: {summary['error']}", file=sys.stderr)
         print(Path(cfg.paths.run_dir).resolve())
         sys.exit(EXIT_DIVERGED)
     print(Path(cfg.paths.run_dir).resolve())
+
+
+def resume_command(run_dir: Path, argv: list[str]) -> str:
+    keep = [a for a in argv if not a.startswith(("paths.run_dir=", "ckpt_path=", "overwrite="))]
+    return " ".join(["grelu-train", *keep, f"paths.run_dir={run_dir}", "ckpt_path=last"])
+
+
+def _stopped(e: Interrupted, cfg) -> None:
+    """One line: what stopped the run, where it is, how to go on; exit 128 + the signal's number."""
+    run_dir = Path(cfg.paths.run_dir).resolve()
+    if (run_dir / "config.yaml").exists():
+        how = ("resume: " + resume_command(run_dir, sys.argv[1:])) if (run_dir / "checkpoints" / "last.ckpt").exists() \
+            else "no checkpoint was kept (callbacks=none?): run it again with overwrite=true"
+        _fail(f"{e} (run dir {run_dir}); {how}", e.exit_code)
+    _fail(f"{e} before training started; nothing was written", e.exit_code)
 
 
 def check_output_root(argv: list[str]) -> None:

@@ -8,17 +8,20 @@
 Writes ``results/<target>/<profile>/`` (README.md with the paper's numbers beside ours, CSV, PNG, and
 the run records in runs/), swapped in atomically. Run directories live in ``runs/reproduce/``:
 finished jobs are reused and interrupted ones resume from their last checkpoint (``--fresh`` redoes
-them). Exit codes: 0 done, 2 bad arguments or missing data (nothing run), 1 a job failed.
+them). Exit codes: 0 done, 2 bad arguments or missing data (nothing run), 1 a job failed, 128+N stopped
+by signal N (run the same command again to go on).
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
 from lightning_grelu.errors import ArgumentParser, ConfigError, EXIT_CONFIG, EXIT_FAILED
+from lightning_grelu.signals import Interrupted, raise_on_signals
 
 
 def parse_args(argv):
@@ -61,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     from lightning_grelu.reproduce.target import Context
 
     target = targets[args.target]
+    raise_on_signals()
     ctx = Context(args.profile, seeds=args.seeds, overrides=list(args.override), part=args.part)
     try:
         command = "grelu-reproduce " + " ".join(shlex.quote(a) for a in argv)
@@ -69,6 +73,11 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as e:
         print(f"grelu-reproduce: error: {target.name}: {e}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
+    except (Interrupted, KeyboardInterrupt) as e:
+        e = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
+        print(f"grelu-reproduce: {target.name}: {e}; finished jobs are kept: run the same command again to go on "
+              "(the interrupted job resumes from its last checkpoint)", file=sys.stderr)
+        sys.exit(e.exit_code)
     except Exception as e:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import shutil
+import tempfile
 import time
 import warnings
 import zipfile
@@ -23,19 +24,23 @@ from omegaconf import DictConfig, OmegaConf
 
 from lightning_grelu.atomic import write_atomic
 from lightning_grelu.callbacks import Diverged, DivergenceGuard, RunRecord, TimeToTarget
-from lightning_grelu.callbacks.checkpoint_io import AtomicCheckpointIO
+from lightning_grelu.callbacks.checkpoint_io import AtomicCheckpointIO, verify
 from lightning_grelu.config_check import validate
 from lightning_grelu.data.base import DataError
 from lightning_grelu.errors import ConfigError
 from lightning_grelu.loggers import build_loggers, finish_wandb, publish_summary
 from lightning_grelu.memory import check_devices, check_memory
 from lightning_grelu.nets.mlp import init_on
+from lightning_grelu import run_dir as rundir
+from lightning_grelu.callbacks.stop_on_signal import StopOnSignal
+from lightning_grelu.signals import Interrupted
 
 
 # Known, harmless warnings from Lightning and torch (no val split; pytree API churn).
 warnings.filterwarnings("ignore", message=".*Total length of .* across ranks is zero.*")
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")  # a resume writes beside its checkpoints
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
 
@@ -93,10 +98,11 @@ def _resolve_ckpt(ckpt_path, run_dir: Path):
         last = run_dir / "checkpoints" / "last.ckpt"
         if last.exists():
             return str(last)
-        if (run_dir / "metrics.csv").exists():  # starting over here would overwrite the run's records
+        finished = rundir.inspect(run_dir).finished if run_dir.is_dir() else False
+        if (run_dir / "metrics.csv").exists() and not finished:  # (a finished run is refused by run_dir.decide)
             raise ConfigError(f"ckpt_path=last: {run_dir} has records but no checkpoints/last.ckpt (the run stopped "
                               "before its first checkpoint; see callbacks.model_checkpoint.every_n_epochs); start "
-                              "it again in a new paths.run_dir")
+                              "it over with overwrite=true, or in a new paths.run_dir")
         return None  # nothing there yet: a fresh start
     if not Path(ckpt_path).exists():
         raise ConfigError(f"ckpt_path {ckpt_path!r} does not exist (give a .ckpt file, or ckpt_path=last)")
@@ -130,9 +136,8 @@ def check_writable(run_dir: Path, model) -> None:
     checkpoints (weights, optimizer state and gates; a new one is written beside the last)."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write_test"
-        probe.write_text("ok")
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write_test."):  # a name of its own: no race
+            pass
     except OSError as e:
         raise ConfigError(f"cannot write the run directory {run_dir}: {e.strerror or e}; choose another "
                           "paths.root=... or paths.run_dir=..., or fix its permissions") from None
@@ -145,24 +150,63 @@ def check_writable(run_dir: Path, model) -> None:
 
 
 def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
-    """Run one job; ``callbacks`` are added to those the config asks for (sweeps add pruning)."""
+    """Run one job; ``callbacks`` are added to those the config asks for (sweeps add pruning).
+
+    Everything that can refuse the job (config, devices, data, memory, disk, the run directory's owner and
+    its finished or unfinished run, the checkpoint) is checked before the first write. A signal stops the
+    run at an epoch's end with ``last.ckpt`` saved; the summary then says ``interrupted``."""
+    stopper = StopOnSignal().install()
+    try:
+        return _train(cfg, callbacks, stopper)
+    finally:
+        stopper.uninstall()
+
+
+def _train(cfg: DictConfig, callbacks: list | None, stopper: StopOnSignal) -> dict:
     validate(cfg)
     device = check_devices(cfg.trainer)  # a GPU preset without a GPU: one line, before any work
     run_dir = Path(cfg.paths.run_dir).resolve()
+    main_rank = rank_zero_only.rank == 0  # DDP ranks > 0 are launched by rank 0 after its checks passed
+    overwrite = bool(cfg.get("overwrite", False))
+    existing = rundir.inspect(run_dir) if main_rank else None
     ckpt_path = _resolve_ckpt(cfg.get("ckpt_path"), run_dir)
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = build_data(cfg)  # bad values fail here, before anything is written
     apply_step_budget(cfg, dm)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    if main_rank and rundir.decide(existing, config, ckpt_path, overwrite) == "done":
+        return {**existing.summary, "note": "finished before; nothing to do"}  # a requeued job that had finished
     memory = check_memory(cfg, dm, device)  # refuses a run that cannot fit, before the net is built
     if rank_zero_only.rank == 0 and memory["memory/estimate_gib"] >= 1:
         have = memory.get("memory/available_gib")
         print(f"grelu-train: memory: about {memory['memory/estimate_gib']:.1f} GiB on {device}"
               + (f" ({have:.1f} GiB available)" if have is not None else ""), flush=True)
     model = build_model(cfg, dm, device)
+    if ckpt_path is not None:
+        verify(ckpt_path, model, cfg.trainer.max_epochs)
     check_writable(run_dir, model)
-    if rank_zero_only.rank == 0:
+    lock = None
+    if main_rank:  # the first write: own the directory, then look again (another command may have finished)
+        lock = rundir.Lock(run_dir, "paths.run_dir").take()
+        try:
+            existing = rundir.inspect(run_dir)
+            if rundir.decide(existing, config, ckpt_path, overwrite) == "done":
+                return {**existing.summary, "note": "finished before; nothing to do"}
+        except BaseException:
+            lock.release()
+            raise
+        if overwrite and ckpt_path is None:
+            rundir.clear_records(run_dir)
         write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    try:
+        return _fit(cfg, callbacks, stopper, dm, model, device, memory, run_dir, ckpt_path, config)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _fit(cfg, callbacks, stopper, dm, model, device, memory, run_dir, ckpt_path, config) -> dict:
     loggers = build_loggers(cfg, run_dir, resuming=ckpt_path is not None)
     record = RunRecord(run_dir)
     target = TimeToTarget(cfg.eps, relative=cfg.get("eps_relative", False), stop=cfg.get("stop_at_eps", False))
@@ -171,9 +215,13 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
     except Exception as e:
         raise ConfigError(f"callbacks: {e.__cause__ or e}") from None
     extra += list(callbacks or [])
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[record, target, DivergenceGuard(), *extra],
-                          default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()])
-    config = OmegaConf.to_container(cfg, resolve=True)
+    # `callbacks=none` means no checkpoints: without this Lightning adds its own per-epoch one
+    checkpointing = any(isinstance(c, L.pytorch.callbacks.ModelCheckpoint) for c in extra)
+    trainer = instantiate(cfg.trainer, logger=loggers or False,
+                          callbacks=[record, target, DivergenceGuard(), *extra, stopper],
+                          enable_checkpointing=checkpointing, default_root_dir=str(run_dir),
+                          plugins=[AtomicCheckpointIO()])
+    trainer._signal_connector.register_signal_handlers = lambda: None  # signals are StopOnSignal's (see signals.py)
     for lg in loggers:
         lg.log_hyperparams(config)
 
@@ -181,17 +229,25 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
     t0 = time.perf_counter()
     try:
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+        if stopper.interruption() is not None:
+            status, error = "interrupted", str(stopper.interruption())
     except Diverged as e:
         status, error = "diverged", str(e)
+    except Interrupted as e:
+        status, error = "interrupted", str(e)
+        raise
     except BaseException as e:
         status, error = "failed", f"{type(e).__name__}: {e}"
         raise
     finally:
+        stopper.phase = "after"
         wall = time.perf_counter() - t0
         record.flush(trainer)
         if device.type == "cuda":  # what the run really took, beside the estimate it was admitted on
             memory["memory/peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
         summary = {**summarize(cfg, trainer, model, dm, record, target, status, error, wall), **memory}
+        if status == "interrupted":
+            summary["signal"] = int(stopper.signum)
         if rank_zero_only.rank == 0:
             write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n", fault="summary")
             publish_summary(loggers, summary)
@@ -238,9 +294,9 @@ def summarize(cfg, trainer, model, dm, record: RunRecord, target: TimeToTarget, 
     if "acc" in final:
         summary["train/acc"] = final["acc"]
     summary.update(evaluated)
-    for k, v in trainer.callback_metrics.items():  # the probes' last values
-        if k.startswith("probe/") and not k.endswith("_step"):
-            summary[k.removesuffix("_epoch")] = float(v)
+    for k, v in record.latest.items():  # the probes' last values (kept across a resume)
+        if k.startswith("probe/") and v is not None:
+            summary[k] = v
     summary.update(getattr(model, "lr_info", {}) or {})  # the lr the step-size policy chose (and why)
     summary.update(getattr(model, "switch_report", {}) or {})
     return {k: _finite(v) for k, v in summary.items()}

@@ -97,7 +97,7 @@ def test_wandb_resumes_the_same_run(tmp_path):
     base = [*TINY, "logger=wandb", "callbacks=default", f"paths.run_dir={run_dir}"]
     env = {"WANDB_MODE": "offline"}
     assert run_cli(*base, "trainer.max_epochs=5", cwd=tmp_path, env=env).returncode == 0
-    out = run_cli(*base, "trainer.max_epochs=10", "ckpt_path=last", cwd=tmp_path, env=env)
+    out = run_cli(*base, "trainer.max_epochs=10", "ckpt_path=last", "overwrite=true", cwd=tmp_path, env=env)  # extend
     assert out.returncode == 0, out.stderr
     runs = sorted(glob.glob(str(run_dir / "wandb" / "offline-run-*")))
     assert len(runs) == 2

@@ -55,7 +55,7 @@ def test_resume_keeps_the_chosen_lr(cfg_for, tmp_path):
     first = train(cfg_for(*args, "trainer.max_epochs=10", name="r"))
     ckpt = torch.load(tmp_path / "r/checkpoints/last.ckpt", weights_only=False)
     assert ckpt["lr_info"]["lr"] == first["lr"]
-    again = train(cfg_for(*args, "trainer.max_epochs=20", "ckpt_path=last", name="r"))
+    again = train(cfg_for(*args, "trainer.max_epochs=20", "ckpt_path=last", "overwrite=true", name="r"))  # extend
     assert again["lr"] == first["lr"] and again["ntk/lambda_max_init"] == first["ntk/lambda_max_init"]
 
 

@@ -33,6 +33,9 @@ class RunRecord(L.Callback):
         self._last_write = 0.0
         self._written = 0  # rows in metrics.csv as last written
         self._trainer = None
+        # the latest value of every key ever logged (a probe that logs once, e.g. probe/steps_to_eps, stays
+        # in later rows and in the summary, also after a resume, where Lightning's callback_metrics start empty)
+        self.latest: dict = {}
 
     def on_train_start(self, trainer, pl_module):
         self.t0 = time.perf_counter()
@@ -49,13 +52,11 @@ class RunRecord(L.Callback):
     def setup(self, trainer, pl_module, stage):
         self._trainer = trainer
 
-    @staticmethod
-    def _filled(row: dict, trainer) -> dict:
-        row = dict(row)
+    def _filled(self, row: dict, trainer) -> dict:
         for k, v in sorted(trainer.callback_metrics.items()):
             if not k.endswith("_step"):  # per-step values are the loggers' business
-                row[k.removesuffix("_epoch")] = _scalar(v)
-        return row
+                self.latest[k.removesuffix("_epoch")] = _scalar(v)
+        return {**row, **{k: v for k, v in self.latest.items() if k not in row}}
 
     def _complete(self, trainer) -> None:
         if self._pending is not None:
@@ -102,3 +103,5 @@ class RunRecord(L.Callback):
     def load_state_dict(self, state):
         self.rows = state.get("rows", [])
         self.initial_sse = state.get("initial_sse")
+        self.latest = {k: v for k, v in (self.rows[-1] if self.rows else {}).items()
+                       if k not in ("epoch", "step", "wall_time_s")}

@@ -65,6 +65,10 @@ def run_jobs(jobs: list[Job], ctx: Context, work: Path, fresh: bool, progress) -
         run_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(run_dir / "overrides.json", json.dumps(overrides, indent=2) + "\n")
         summary = train(compose(run_dir, [*overrides, *resume]))
+        if summary["status"] == "interrupted":  # stopped by a signal at an epoch's end, last.ckpt saved
+            from lightning_grelu.signals import Interrupted
+
+            raise Interrupted(summary.get("signal", 15), summary.get("epochs"), True)
         progress(f"[{i}/{len(jobs)}] {job.label}: {summary['status']}, train/sse {summary['train/sse']}"
                  + (" (resumed)" if resume else ""))
 

@@ -1,0 +1,50 @@
+"""Signals, told truthfully: SIGTERM (how SLURM and most schedulers pre-empt) and SIGINT (Ctrl-C) stop a
+command with one line and exit code 128 + N (143, 130). During training
+:class:`lightning_grelu.callbacks.StopOnSignal` ends the epoch and saves ``last.ckpt`` first; outside
+training (a command starting, a CLI between jobs) these handlers act at once. Light on purpose: the CLIs
+import it before anything heavy.
+"""
+
+from __future__ import annotations
+
+import signal
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Interrupted(BaseException):
+    """A BaseException, like KeyboardInterrupt: no ``except Exception`` on the way may swallow or re-wrap it."""
+
+    def __init__(self, signum: int, epoch: int | None = None, saved: bool = False):
+        self.signum, self.epoch, self.saved = signum, epoch, saved
+        where = f" at epoch {epoch}" if epoch is not None else ""
+        super().__init__(f"stopped by {signal.Signals(signum).name}{where}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def raise_on_signals() -> None:
+    """Outside training (a CLI between jobs, while it writes results): SIGTERM and SIGINT raise Interrupted
+    where the program is, so that its cleanup runs and it exits 128 + N with one line."""
+    def handle(signum, frame):
+        raise Interrupted(signum)
+
+    for s in SIGNALS:
+        signal.signal(s, handle)
+
+
+def exit_on_signals(prog: str) -> None:
+    """While a CLI starts (parsing, composing the config) there is nothing to save: SIGTERM and SIGINT end it
+    at once, with one line and 128 + N. Training installs its own handlers over these."""
+    import os
+    import sys
+
+    def handle(signum, frame):
+        sys.stderr.write(f"{prog}: stopped by {signal.Signals(signum).name} outside training (nothing to save)\n")
+        sys.stderr.flush()
+        os._exit(128 + signum)
+
+    for s in SIGNALS:
+        signal.signal(s, handle)

@@ -1,0 +1,128 @@
+"""Every stop is told truthfully: real SIGTERM (how SLURM pre-empts) and SIGINT (Ctrl-C) sent to real
+grelu-train and grelu-reproduce processes. A signal during training ends the epoch, saves last.ckpt, exits
+128 + N with one line saying how to resume; following that line (what a requeued job does) gives the
+uninterrupted run's record exactly."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import GRELU_TRAIN, REPO, TINY, run_cli
+
+LONG = [*TINY, "callbacks=default", "callbacks.model_checkpoint.every_n_epochs=500", "trainer.max_epochs=4000"]
+TIMING = ("wall_time_s", "probe/seconds_to_eps", "seconds_to_eps", "run_dir", "memory/", "error", "signal")
+ENV = {**os.environ, "WANDB_MODE": "offline"}
+
+
+def rows(run_dir: Path) -> list[dict]:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in r.items() if not k.startswith(TIMING)} for r in csv.DictReader(f)]
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def start(args: list[str], cmd: str = GRELU_TRAIN, **kw) -> subprocess.Popen:
+    return subprocess.Popen([cmd, *args], cwd=kw.pop("cwd", REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=ENV, **kw)
+
+
+def wait_for(path: Path, timeout: float = 120) -> None:
+    t0 = time.monotonic()
+    while not path.exists():
+        assert time.monotonic() - t0 < timeout, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("full") / "run"
+    out = run_cli(*LONG, f"paths.run_dir={run_dir}")
+    assert out.returncode == 0, out.stderr
+    return run_dir
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_saves_the_epoch_and_exits_128_plus_n_and_its_resume_line_finishes_the_run(
+        tmp_path, uninterrupted, sig):
+    run_dir = tmp_path / "run"
+    p = start([*LONG, f"paths.run_dir={run_dir}"])
+    wait_for(run_dir / "metrics.csv")  # training is under way
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 128 + sig, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and signal.Signals(sig).name in lines[0] and "resume: grelu-train" in lines[0], err
+    s = summary(run_dir)
+    assert s["status"] == "interrupted" and s["signal"] == sig and 0 < s["epochs"] < 4000
+    assert len(rows(run_dir)) == s["epochs"]  # every finished epoch is in the record ...
+    import torch
+
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
+    assert ckpt["epoch"] + 1 == s["epochs"]  # ... and in last.ckpt: nothing since the last periodic one is lost
+    resume = shlex.split(lines[0].split("resume: ", 1)[1])
+    again = subprocess.run([GRELU_TRAIN, *resume[1:]], cwd=REPO, capture_output=True, text=True, env=ENV, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert rows(run_dir) == rows(uninterrupted)
+    strip = lambda d: {k: v for k, v in d.items() if not k.startswith(TIMING)}  # noqa: E731
+    assert strip(summary(run_dir)) == strip(summary(uninterrupted))
+
+
+def test_a_second_signal_stops_at_once_and_the_run_still_resumes(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [*LONG, "callbacks.model_checkpoint.every_n_epochs=50", f"paths.run_dir={run_dir}"]
+    p = start(args)
+    wait_for(run_dir / "checkpoints" / "last.ckpt")
+    p.send_signal(signal.SIGTERM)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 143 and len(err.strip().splitlines()) == 1, err
+    assert summary(run_dir)["status"] == "interrupted"
+    assert run_cli(*args, "ckpt_path=last").returncode == 0
+    assert summary(run_dir)["status"] == "completed" and summary(run_dir)["steps"] == 4000
+
+
+def test_a_signal_while_the_command_starts_exits_128_plus_n_in_one_line(tmp_path):
+    p = start([*LONG, f"paths.root={tmp_path / 'runs'}"])
+    t0 = time.monotonic()
+    while not list((tmp_path / "runs").glob("*/*/.hydra")):  # Hydra has started; torch is still importing
+        assert time.monotonic() - t0 < 120
+        time.sleep(0.02)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 143 and len(err.strip().splitlines()) == 1 and "SIGTERM" in err, err
+    assert not list((tmp_path / "runs").rglob("summary.json"))
+
+
+@pytest.mark.slow
+def test_reproduce_under_sigterm_exits_143_keeps_finished_jobs_and_goes_on(tmp_path):
+    cmd = str(Path(sys.executable).parent / "grelu-reproduce")
+    args = ["fig2a", "--profile", "smoke", "--results", str(tmp_path / "results"), "--work", str(tmp_path / "work")]
+    p = start(args, cmd=cmd, cwd=tmp_path)
+    work = tmp_path / "work" / "fig2a" / "smoke"
+    t0 = time.monotonic()
+    while not any(work.glob("*/summary.json")):  # one job has finished
+        assert time.monotonic() - t0 < 300
+        time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 143, err
+    assert len(err.strip().splitlines()) == 1 and "SIGTERM" in err and "same command" in err, err
+    assert not (tmp_path / "results" / "fig2a").exists()  # no half results
+    done = [d for d in work.iterdir() if (d / "summary.json").exists()
+            and json.loads((d / "summary.json").read_text())["status"] == "completed"]
+    assert done
+    again = subprocess.run([cmd, *args], cwd=tmp_path, capture_output=True, text=True, env=ENV, timeout=900)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("done before, reused") >= len(done)
