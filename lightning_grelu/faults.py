@@ -6,7 +6,8 @@
 - ``train_step``: inside a training step;
 - ``checkpoint``: a checkpoint's bytes are in its temp file, not yet renamed into place;
 - ``switch``: the GReLU->ReLU solve has finished, the weights are not yet replaced;
-- ``metrics`` / ``summary``: ``metrics.csv`` / ``summary.json`` written to a temp file, not yet renamed.
+- ``metrics`` / ``summary``: ``metrics.csv`` / ``summary.json`` written to a temp file, not yet renamed;
+- ``tell``: a sweep worker's trial has finished, the study is not yet told.
 
 Read once at import (it is set before the process starts), so an unset variable costs one comparison
 per point.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from lightning_grelu.errors import ConfigError
+from lightning_grelu.errors import ConfigError, MachineError
 
 HEADROOM = 0.95  # refuse above 95% of what the device has: allocators and the framework need the rest
 
@@ -36,10 +36,10 @@ def check_devices(trainer_cfg) -> torch.device:
         want = trainer_cfg.get("devices", 1)
         want = have if want in (-1, "auto") else (len(want) if isinstance(want, (list, tuple)) else int(want))
         if have == 0:
-            raise ConfigError("trainer.accelerator=gpu but no CUDA GPU is visible here; use trainer=cpu (or "
+            raise MachineError("trainer.accelerator=gpu but no CUDA GPU is visible here; use trainer=cpu (or "
                               "trainer=ddp_cpu for the DDP path on CPU)")
         if want > have:
-            raise ConfigError(f"trainer.devices={want} but {have} CUDA GPU(s) are visible; set trainer.devices<={have}")
+            raise MachineError(f"trainer.devices={want} but {have} CUDA GPU(s) are visible; set trainer.devices<={have}")
     return device
 
 

@@ -5,12 +5,24 @@ storage) for N workers on one machine or many; a re-started worker resumes the s
     grelu-sweep sweep=ackley_width_lr sweep.storage=journal:///shared/fs/study.log     # many machines
     grelu-sweep sweep=ackley_width_lr sweep.storage=postgresql://user@host/optuna      # a cluster
 
-Exit codes: 0 done, 2 bad sweep spec (nothing ran).
+Before it claims a trial a worker checks that one can run here (the trial config composes and validates,
+the devices exist, out_dir and the storage are writable, the storage answers); a trial that fails for a
+reason of the machine's (no GPU, a full disk, missing data) goes back to the queue and stops the worker.
+
+Exit codes: 0 done, 2 bad sweep spec or a machine that cannot run its trials (nothing was lost: the trial
+in hand is back in the queue), 128+N stopped by signal N (the trial in hand stopped at an epoch's end with
+its checkpoint and is back in the queue; start the worker again to go on).
 """
 
 from __future__ import annotations
 
+from lightning_grelu.signals import Interrupted, raise_on_signals
+
+raise_on_signals()  # first thing: Ctrl-C or SIGTERM is one line and 128+N, never a traceback
+
+import os
 import sys
+from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -48,6 +60,28 @@ def check_trial_config(spec) -> None:
     except Exception as e:
         raise ConfigError(f"sweep: a trial's config does not compose: {str(e).splitlines()[0]}") from None
     validate(cfg)
+    from lightning_grelu.memory import check_devices
+
+    check_devices(cfg.trainer)  # e.g. trial_overrides=['trainer=gpu'] on a CPU node: refused before any claim
+    check_out_dir(Path(spec.out_dir))
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """out_dir can be made and written, with room for a trial's records."""
+    import shutil
+    import tempfile
+
+    from lightning_grelu.errors import MachineError
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write_test."):
+            pass
+    except OSError as e:
+        raise MachineError(f"sweep.out_dir {out_dir} is not writable: {e.strerror or e} (a read-only filesystem?); "
+                           "choose another sweep.out_dir") from None
+    if shutil.disk_usage(out_dir).free < 64 << 20:
+        raise MachineError(f"sweep.out_dir {out_dir}: less than 64 MiB free; free some space or choose another")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -71,6 +105,10 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as e:
         print(f"grelu-sweep: error: {e}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
+    except Interrupted as e:
+        print(f"grelu-sweep: {e}: the trial in hand is back in the queue (it resumes from its checkpoint); start "
+              "the worker again to go on", file=sys.stderr)
+        sys.exit(e.exit_code)
     console.print(f"{spec.name}: this worker ran {done['completed']} completed, {done['failed']} failed and {done['pruned']} pruned trials; "
                   f"storage {spec.storage_url()}")
 

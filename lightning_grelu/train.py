@@ -27,7 +27,7 @@ from lightning_grelu.callbacks import Diverged, DivergenceGuard, RunRecord, Time
 from lightning_grelu.callbacks.checkpoint_io import AtomicCheckpointIO, verify
 from lightning_grelu.config_check import validate
 from lightning_grelu.data.base import DataError
-from lightning_grelu.errors import ConfigError
+from lightning_grelu.errors import ConfigError, MachineError
 from lightning_grelu.loggers import build_loggers, finish_wandb, publish_summary
 from lightning_grelu.memory import check_devices, check_memory
 from lightning_grelu.nets.mlp import init_on
@@ -61,11 +61,11 @@ def _instantiate(node, **kwargs):
     try:
         return instantiate(node, **kwargs)
     except (DataError, ValueError) as e:
-        raise ConfigError(str(e)) from None
+        raise (MachineError if isinstance(e, DataError) else ConfigError)(str(e)) from None
     except Exception as e:  # hydra wraps constructor errors in InstantiationException
         cause = e.__cause__ or e.__context__
         if isinstance(cause, (DataError, ValueError)):
-            raise ConfigError(str(cause)) from None
+            raise (MachineError if isinstance(cause, DataError) else ConfigError)(str(cause)) from None
         raise
 
 
@@ -80,7 +80,9 @@ def build_data(cfg: DictConfig):
         dm.dtype = torch.float64
     try:
         dm.setup("fit")
-    except (DataError, ValueError) as e:
+    except DataError as e:  # missing or damaged files: the machine's data, not the job's parameters
+        raise MachineError(str(e)) from None
+    except ValueError as e:
         raise ConfigError(str(e)) from None
     return dm
 
@@ -139,13 +141,13 @@ def check_writable(run_dir: Path, model) -> None:
         with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write_test."):  # a name of its own: no race
             pass
     except OSError as e:
-        raise ConfigError(f"cannot write the run directory {run_dir}: {e.strerror or e}; choose another "
+        raise MachineError(f"cannot write the run directory {run_dir}: {e.strerror or e}; choose another "
                           "paths.root=... or paths.run_dir=..., or fix its permissions") from None
     state = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
     need = 2 * 3 * state + (64 << 20)  # x3: weights + momentum/Adam state; x2: old and new checkpoint
     free = shutil.disk_usage(run_dir).free
     if free < need:
-        raise ConfigError(f"not enough disk space for {run_dir}: about {need / 2**30:.2f} GiB needed for checkpoints, "
+        raise MachineError(f"not enough disk space for {run_dir}: about {need / 2**30:.2f} GiB needed for checkpoints, "
                           f"{free / 2**30:.2f} GiB free; free some space or choose another paths.root=...")
 
 

@@ -15,7 +15,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from test_sweeps import claims_race, four_workers_share_one_grid_exactly, sweep
+from test_sweeps import GRELU_SWEEP, claims_race, four_workers_share_one_grid_exactly, sweep
 
 PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 
@@ -55,7 +55,7 @@ def postgres(tmp_path):
 
 
 @pytest.mark.slow
-def test_postgres_two_workers_one_killed_mid_trial_is_retried(tmp_path, postgres):
+def test_postgres_two_workers_one_killed_mid_trial_is_run_again(tmp_path, postgres):
     url = postgres
     args = ["sweep=ackley_grid", "sweep.n_trials=4", f"sweep.storage={url}", f"sweep.out_dir={tmp_path}/out",
             "sweep.base=['experiment=ackley_small','callbacks=none','trainer.max_epochs=5']"]
@@ -81,10 +81,9 @@ def test_postgres_two_workers_one_killed_mid_trial_is_retried(tmp_path, postgres
     assert all(w.returncode == 0 for w in workers), "\n".join(o[1][-3000:] for o in outs)
     trials = optuna.load_study(study_name="ackley_grid", storage=storage_url).get_trials()
     by_number = {t.number: t for t in trials}
-    assert by_number[killed.number].state == TrialState.FAIL
-    retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
-    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
-    assert retries[0].params == killed.params  # the same grid point, run again
+    again = by_number[killed.number]  # a dead worker on this host: its trial went back to the queue
+    assert again.state == TrialState.COMPLETE and again.user_attrs["attempts"] == 2
+    assert again.params == killed.params and len(trials) == 4  # the same grid point, run again, no copy
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(complete) == 4 and len({tuple(sorted(t.params.items())) for t in complete}) == 4
     for number, values in done_before.items():  # nothing completed was lost
@@ -100,3 +99,51 @@ def test_postgres_four_concurrent_workers_run_each_grid_point_exactly_once(tmp_p
 
 def test_postgres_concurrent_claims_never_hand_one_trial_to_two_workers(tmp_path, postgres):
     claims_race(postgres, tmp_path)
+
+
+# -- no hang, no slow failure: bounded timeouts, permanent errors known by the driver's classes -------------
+
+REPORT = str(Path(os.sys.executable).parent / "grelu-report")
+
+
+def timed(cmd: list[str], cwd: Path, env: dict | None = None) -> tuple[subprocess.CompletedProcess, float]:
+    t0 = time.monotonic()
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "WANDB_MODE": "disabled", **(env or {})})
+    return out, time.monotonic() - t0
+
+
+def postmaster_pid(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        data = conn.execute("select setting from pg_settings where name = 'data_directory'").fetchone()[0]
+    return int((Path(data) / "postmaster.pid").read_text().split()[0])
+
+
+@pytest.mark.slow
+def test_a_server_that_accepts_and_never_answers_times_out_in_one_line(tmp_path, postgres):
+    pid = postmaster_pid(postgres)
+    os.kill(pid, signal.SIGSTOP)  # the kernel still accepts connections; the server answers nothing
+    try:
+        out, took = timed([GRELU_SWEEP, "sweep=ackley_grid", f"sweep.storage={postgres}", "sweep.db_timeout_s=3",
+                           f"sweep.out_dir={tmp_path}/out"], tmp_path)
+        assert out.returncode == 2 and took < 30, (took, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1 and "no answer within 3 s" in out.stderr, out.stderr
+        out, took = timed([REPORT, "--study", "ackley_grid", "--storage", postgres], tmp_path,
+                          env={"GRELU_DB_TIMEOUT_S": "3"})
+        assert out.returncode == 2 and took < 30 and len(out.stderr.strip().splitlines()) == 1, (took, out.stderr)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize("what", ["refused-port", "unknown-database"])
+def test_permanent_errors_fail_at_once_in_one_line(tmp_path, postgres, what):
+    from test_sweeps_postgres import free_port as fp
+
+    url = (f"postgresql://postgres@127.0.0.1:{fp()}/optuna" if what == "refused-port"
+           else postgres.rsplit("/", 1)[0] + "/no_such_db")
+    out, took = timed([GRELU_SWEEP, "sweep=ackley_grid", f"sweep.storage={url}", f"sweep.out_dir={tmp_path}/out"],
+                      tmp_path)
+    assert out.returncode == 2 and took < 15, (took, out.stderr)
+    assert len(out.stderr.strip().splitlines()) == 1 and "permanent error" in out.stderr, out.stderr

@@ -95,10 +95,14 @@ def runs_from_study(storage: str, study_name: str) -> list[Run]:
 
     import optuna
 
+    from lightning_grelu.errors import ConfigError
+
     try:
-        study = optuna.load_study(study_name=study_name, storage=make_storage(storage, retry_dead=False))
+        study = optuna.load_study(study_name=study_name, storage=make_storage(storage, retry_dead=False, create=False))
     except KeyError:
         raise RecordError(f"no study {study_name!r} in {storage}") from None
+    except ConfigError as e:  # a missing file, an unreachable server
+        raise RecordError(str(e)) from None
     runs = []
     for t in study.get_trials(deepcopy=False):
         run_dir = t.user_attrs.get("run_dir")

@@ -89,7 +89,7 @@ class Frontier:
         own or another worker's), and waits for the ones running elsewhere."""
         wanted = {_key(p): p for p in ({**cell, "model.width": width, "seed": s} for s in self.fspec.seeds)}
         while True:
-            fail_dead_trials(self.study, self.storage)  # a dead worker's trial becomes absent: run again
+            fail_dead_trials(self.study, self.storage, self.spec)  # a dead worker's trial becomes absent: run again
             states = self._states()
             answers = [states.get(k) for k in wanted]
             if False in answers:

@@ -1,24 +1,60 @@
 """One trial in a fresh process: ``python -m lightning_grelu.sweeps.run_trial RUN_DIR OVERRIDE...``.
 
-Composes grelu-train's config from the overrides (Hydra's compose API) and runs ``train(cfg)``;
-the run record in RUN_DIR is what the sweep reads. Exit codes as grelu-train's, and 4: pruned.
+Composes grelu-train's config from the overrides (Hydra's compose API) and runs ``train(cfg)`` with
+``ckpt_path=last``: a trial whose earlier attempt was stopped (a signal, its worker's death) continues
+from its checkpoint, and one that had finished is not run again. The run record in RUN_DIR is what the
+sweep reads. Exit codes as grelu-train's, and 4: pruned, 5: this machine cannot run it (no GPU, disk,
+data: not the trial's fault), 128+N: stopped by signal N.
 """
 
 from __future__ import annotations
 
+import errno
 import sys
+from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
 from lightning_grelu.config_check import CONF_DIR
-from lightning_grelu.errors import EXIT_CONFIG, EXIT_DIVERGED, EXIT_FAILED, ConfigError
+from lightning_grelu.errors import EXIT_CONFIG, EXIT_DIVERGED, EXIT_FAILED, EXIT_MACHINE, ConfigError, MachineError
+from lightning_grelu.signals import Interrupted
 
 EXIT_PRUNED = 4
+MACHINE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EIO)
 
 
 def compose_trial(run_dir: str, overrides: list[str]):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose("train", overrides=[*overrides, f"paths.run_dir={run_dir}"])
+
+
+def continuation(run_dir: Path) -> list[str]:
+    """The trial's folder is its own: an earlier attempt's checkpoint is resumed; an attempt that left records
+    but no checkpoint (callbacks=none) is started over."""
+    return ["ckpt_path=last"] if (run_dir / "checkpoints" / "last.ckpt").exists() else ["overwrite=true"]
+
+
+def finished_before(run_dir: Path) -> dict | None:
+    """An attempt that finished (its worker died before telling the study) is the trial's result."""
+    from lightning_grelu.run_dir import inspect
+
+    try:
+        existing = inspect(run_dir)
+    except ConfigError:
+        return None
+    return existing.summary if existing.finished else None
+
+
+def die_with_parent() -> None:
+    """Linux: this process gets SIGTERM when its worker dies (even by SIGKILL), so it stops at an epoch's
+    end with its checkpoint instead of finishing unseen while the study gives its trial to another worker."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,19 +64,35 @@ def main(argv: list[str] | None = None) -> int:
     from lightning_grelu.sweeps.pruning import from_environment
     from lightning_grelu.train import train
 
+    summary = finished_before(Path(run_dir))
+    if summary is not None:
+        return EXIT_DIVERGED if summary["status"] == "diverged" else 0
     try:
-        summary = train(compose_trial(run_dir, overrides), callbacks=from_environment())
+        summary = train(compose_trial(run_dir, [*overrides, *continuation(Path(run_dir))]), callbacks=from_environment())
     except optuna.TrialPruned as e:
         print(f"trial: {e}", file=sys.stderr)
         return EXIT_PRUNED
+    except MachineError as e:
+        print(f"trial: error: {e}", file=sys.stderr)
+        return EXIT_MACHINE
     except ConfigError as e:
         print(f"trial: error: {e}", file=sys.stderr)
         return EXIT_CONFIG
+    except Interrupted as e:
+        print(f"trial: {e}", file=sys.stderr)
+        return e.exit_code
+    except OSError as e:
+        print(f"trial: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_MACHINE if e.errno in MACHINE_ERRNOS else EXIT_FAILED
     except Exception as e:
         print(f"trial: error: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_FAILED
+    if summary["status"] == "interrupted":
+        print(f"trial: {summary.get('error')}", file=sys.stderr)
+        return 128 + int(summary.get("signal", 15))
     return EXIT_DIVERGED if summary["status"] == "diverged" else 0
 
 
 if __name__ == "__main__":
+    die_with_parent()
     sys.exit(main())

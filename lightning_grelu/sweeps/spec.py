@@ -11,6 +11,7 @@
     sampler: tpe | random | grid               # grid: categorical choices, or `grid: [...]` values
     n_trials: 20                               # the global cap over all workers
     storage: null                              # sqlite file in out_dir | journal:///path | postgresql://...
+    db_timeout_s: 30                           # bound on connecting to / each statement of the storage
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class SweepSpec:
     out_dir: str = "sweeps_out"
     seed: int = 0
     trial_timeout_s: float | None = None
+    db_timeout_s: float = 30.0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -88,7 +90,33 @@ def _param(name: str, node: dict) -> Param:
     return Param(name, kind, float(low), float(high), bool(node.get("log", False)), grid=node.get("grid"))
 
 
+def _positive(v, key: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf"):
+        raise ConfigError(f"{key} must be a number of seconds > 0, got {v!r}")
+    return float(v)
+
+
+def _shape(node: dict) -> None:
+    """The spec's structure, before its values: a string where a mapping belongs is one line, not a traceback."""
+    for key, kind, example in (("space", dict, "{model.lr: {type: float, low: 1e-6, high: 1e-3, log: true}}"),
+                               ("base", list, "[experiment=ackley_small]"), ("trial_overrides", list, "[trainer=gpu]"),
+                               ("objectives", list, "[{metric: train/sse, direction: minimize}]"),
+                               ("frontier", dict, "{cells: {...}, width: {low: 4, high: 512}}")):
+        v = node.get(key)
+        if v is not None and not isinstance(v, kind):
+            raise ConfigError(f"sweep.{key} must be a {'mapping' if kind is dict else 'list'}, got {v!r} "
+                              f"(e.g. sweep.{key}={example})")
+    for k, v in (node.get("space") or {}).items():
+        if not isinstance(v, dict):
+            raise ConfigError(f"sweep.space.{k} must be a mapping, got {v!r} (e.g. {{type: int, low: 16, high: 256}})")
+    for o in node.get("objectives") or []:
+        if not isinstance(o, dict):
+            raise ConfigError(f"sweep.objectives: each must be a mapping, got {o!r} "
+                              "(e.g. {metric: train/sse, direction: minimize})")
+
+
 def parse(node: dict) -> SweepSpec:
+    _shape(node)
     space = [_param(k, v or {}) for k, v in (node.get("space") or {}).items()]
     if not space and not node.get("frontier"):
         raise ConfigError("sweep.space is empty: give at least one parameter")
@@ -117,7 +145,8 @@ def parse(node: dict) -> SweepSpec:
                      space=space,
                      objectives=objectives, sampler=sampler, pruner=pruner, n_trials=n,
                      storage=node.get("storage"), out_dir=str(node.get("out_dir") or f"sweeps_out/{node.get('name')}"),
-                     seed=int(node.get("seed", 0)), trial_timeout_s=node.get("trial_timeout_s"))
+                     seed=int(node.get("seed", 0)), trial_timeout_s=node.get("trial_timeout_s"),
+                     db_timeout_s=_positive(node.get("db_timeout_s", 30.0), "sweep.db_timeout_s"))
     spec.extra = {"frontier": node.get("frontier")} if node.get("frontier") else {}
     if sampler == "grid":
         missing = [p.name for p in space if not p.grid_values()]

@@ -4,6 +4,7 @@ heartbeats, so a trial whose worker died is noticed (and retried on PostgreSQL).
 
 from __future__ import annotations
 
+import os
 import random
 import time
 import warnings
@@ -11,36 +12,71 @@ from pathlib import Path
 
 import optuna
 
-from lightning_grelu.errors import ConfigError
+from lightning_grelu.errors import ConfigError, MachineError
 
 HEARTBEAT_S = 10
+DB_TIMEOUT_S = float(os.environ.get("GRELU_DB_TIMEOUT_S", 30))  # default bound on connecting to and each statement of a database (sweep.db_timeout_s)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental"
 
 
-def make_storage(url: str, retry_dead: bool):
+def make_storage(url: str, retry_dead: bool, timeout_s: float = DB_TIMEOUT_S, create: bool = True):
+    """``timeout_s`` bounds connecting and each statement on PostgreSQL (a server that accepts a connection
+    and never answers cannot hang a worker or a report) and waiting for SQLite's write lock. ``create=False``
+    (readers: grelu-report) refuses a file storage that does not exist instead of making one."""
     if url.startswith("journal://"):
         path = Path(url[len("journal://"):])
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _check_parent(path, url, create)
         lock = optuna.storages.journal.JournalFileOpenLock(str(path))
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path), lock_obj=lock))
+        try:
+            return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path), lock_obj=lock))
+        except OSError as e:
+            raise MachineError(f"sweep.storage {url!r} cannot be opened: {e.strerror or e}") from None
     if url.startswith("postgresql://"):  # the driver this suite installs: psycopg 3
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    elif not url.startswith(("postgresql://", "postgresql+psycopg2://", "postgresql+psycopg://", "mysql")):
+        _check_parent(Path(url[len("sqlite:///"):]), url, create)
+    elif not url.startswith(("postgresql+psycopg2://", "postgresql+psycopg://", "mysql")):
         raise ConfigError(f"sweep.storage {url!r}: use sqlite:///file.db, journal:///file.log or postgresql://...")
     callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3) if retry_dead else None
     sqlite = url.startswith("sqlite")
     # SQLite: pysqlite's own transaction handling is switched off (isolation_level None) so that
     # _serialize_sqlite can open every transaction itself.
-    kwargs = {"connect_args": {"timeout": 60, "isolation_level": None}} if sqlite else {"pool_pre_ping": True}
+    if sqlite:
+        kwargs = {"connect_args": {"timeout": max(timeout_s, 60), "isolation_level": None}}
+    elif url.startswith("postgresql+psycopg"):
+        kwargs = {"pool_pre_ping": True, "connect_args": {
+            "connect_timeout": max(1, round(timeout_s)),
+            "options": f"-c statement_timeout={int(timeout_s * 1000)}",
+            # a server that goes silent mid-session: the kernel gives up on the connection
+            "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+            "tcp_user_timeout": int(timeout_s * 1000)}}
+    else:
+        kwargs = {"pool_pre_ping": True}
     storage = retrying(lambda: optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S,
                                                           grace_period=3 * HEARTBEAT_S,
                                                           heartbeat_stale_trial_callback=callback,
-                                                          engine_kwargs=kwargs), f"sweep.storage {url!r}")
+                                                          engine_kwargs=kwargs), f"sweep.storage {url!r}", timeout_s)
     if sqlite:
         _serialize_sqlite(storage.engine)
     return storage
+
+
+def _check_parent(path: Path, url: str, create: bool) -> None:
+    """The storage file's folder exists (or can be made) and is writable: one line now, not a traceback later."""
+    parent = path.parent
+    if not create and not path.exists():
+        raise ConfigError(f"sweep.storage {url!r}: {path} does not exist (check the path; a sweep's out_dir/study.json "
+                          "names the storage its trials belong to)")
+    try:
+        if create:
+            parent.mkdir(parents=True, exist_ok=True)
+        elif not parent.is_dir():
+            raise ConfigError(f"sweep.storage {url!r}: the folder {parent} does not exist (check the path)")
+    except OSError as e:
+        raise MachineError(f"sweep.storage {url!r}: cannot make {parent}: {e.strerror or e}") from None
+    if create and (not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK))):
+        raise MachineError(f"sweep.storage {url!r}: {path if path.exists() else parent} is not writable "
+                           "(a read-only filesystem?); put the storage where this worker can write")
 
 
 def _serialize_sqlite(engine) -> None:
@@ -54,22 +90,60 @@ def _serialize_sqlite(engine) -> None:
     engine.dispose()  # connections pooled while the storage was built began transactions the old way
 
 
-def retrying(make, what: str, tries: int = 20):
-    """Workers started together race to create the same tables and study: retry transient database
-    errors with jittered back-off; anything else (bad URL, server down, missing driver) fails at once."""
-    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+# PostgreSQL SQLSTATEs worth another try: serialization failure, deadlock, too many connections, the
+# server starting or shutting down, and the schema races of workers that start together.
+TRANSIENT_SQLSTATES = {"40001", "40P01", "53300", "57P01", "57P02", "57P03", "42710", "42P07", "23505"}
 
+
+def classify(e: BaseException) -> str:
+    """``transient`` (retry), ``timeout`` or ``permanent``, from the driver's own error classes and codes."""
+    orig = getattr(e, "orig", None) or e
+    try:
+        import psycopg
+    except ImportError:  # no PostgreSQL driver: only SQLite can have raised
+        psycopg = None
+    if psycopg is not None and isinstance(orig, psycopg.Error):
+        state = getattr(orig, "sqlstate", None)
+        if state in TRANSIENT_SQLSTATES:
+            return "transient"
+        if state == "57014" or isinstance(orig, psycopg.errors.ConnectionTimeout):  # statement/connect timeout
+            return "timeout"
+        if state is None and "timeout" in str(orig).lower():  # libpq's connect_timeout has no SQLSTATE
+            return "timeout"
+        return "permanent"  # a refused port, an unknown database or user, a bad password: retrying cannot help
+    import sqlite3
+
+    if isinstance(orig, sqlite3.IntegrityError):  # workers starting together create the schema twice
+        return "transient"
+    if isinstance(orig, sqlite3.OperationalError) and ("locked" in str(orig) or "already exists" in str(orig)):
+        return "transient"
+    return "permanent"
+
+
+def retrying(make, what: str, timeout_s: float = DB_TIMEOUT_S, tries: int = 8):
+    """Workers started together race to create the same tables and study: transient database errors are
+    retried with jittered exponential back-off, within ``timeout_s`` in all; anything else fails at once,
+    in one line that says which kind it was."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    t0 = time.monotonic()
     for attempt in range(tries):
         try:
             return make()
-        except (OperationalError, IntegrityError, ProgrammingError) as e:
-            # PostgreSQL: two workers creating the schema at once -> "type ... already exists" (DuplicateObject)
-            if isinstance(e, ProgrammingError) and "already exists" not in str(e):
-                raise ConfigError(f"{what} cannot be opened: {type(e).__name__}: {str(e).splitlines()[0]}") from None
-            if attempt == tries - 1 or "unable to open" in str(e) or "could not connect" in str(e):
-                raise ConfigError(f"{what} cannot be opened: {type(e).__name__}: {str(e).splitlines()[0]}") from None
-            time.sleep(0.05 + random.random() * 0.2 * (attempt + 1))
         except optuna.exceptions.DuplicatedStudyError:
             raise
+        except (SQLAlchemyError, OSError) as e:
+            kind = classify(e)
+            first = (str(getattr(e, "orig", None) or e).strip().splitlines() or [type(e).__name__])[0]
+            late = time.monotonic() - t0 > timeout_s or attempt == tries - 1
+            if kind != "transient" or late:
+                label = {"transient": f"still failing after {attempt + 1} tries", "timeout":
+                         f"no answer within {timeout_s:g} s (sweep.db_timeout_s)", "permanent": "permanent error"}[kind]
+                raise StorageError(f"{what} cannot be opened ({label}): {first}") from None
+            time.sleep(min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random()))
         except Exception as e:
-            raise ConfigError(f"{what} cannot be opened: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+            raise StorageError(f"{what} cannot be opened: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+
+
+class StorageError(MachineError):
+    """The study's storage cannot be reached or used: the machine's (or the server's) problem, not the sweep's."""

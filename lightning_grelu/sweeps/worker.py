@@ -15,23 +15,29 @@ import json
 import math
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
-from lightning_grelu.errors import ConfigError
+from lightning_grelu import faults
+from lightning_grelu.errors import EXIT_MACHINE, ConfigError, MachineError
+from lightning_grelu.signals import SIGNALS, Interrupted
+from lightning_grelu.sweeps import binding
 from lightning_grelu.sweeps.run_trial import EXIT_PRUNED
 from lightning_grelu.sweeps.spec import SweepSpec
 from lightning_grelu.sweeps.storage import HEARTBEAT_S, make_storage, retrying
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
+MAX_ATTEMPTS = 3  # a trial whose worker dies this often (e.g. it takes the machine down) is failed
 
 
 def make_sampler(spec: SweepSpec):
@@ -49,9 +55,14 @@ def grid_points(spec: SweepSpec) -> list[dict]:
 
 def open_study(spec: SweepSpec, placeholders: bool = True) -> tuple[optuna.Study, object]:
     url = spec.storage_url()
-    storage = make_storage(url, retry_dead=url.startswith("postgresql"))
+    bound = binding.read(Path(spec.out_dir))
+    # out_dir holds a study's trials: only that study may go on here (a lost storage file is not re-made)
+    storage = make_storage(url, retry_dead=url.startswith("postgresql"), timeout_s=spec.db_timeout_s,
+                           create=bound is None)
     sampler = make_sampler(spec)
     pruner = optuna.pruners.MedianPruner() if spec.pruner == "median" else optuna.pruners.NopPruner()
+    if bound is not None:
+        binding.check_before_open(bound, spec, storage)
     try:
         study = retrying(lambda: optuna.create_study(study_name=spec.name, storage=storage, directions=spec.directions,
                                                      sampler=sampler, pruner=pruner), f"study {spec.name!r}")
@@ -66,35 +77,56 @@ def open_study(spec: SweepSpec, placeholders: bool = True) -> tuple[optuna.Study
                               "creating it); delete the study or pick another sweep.name") from None
         if [d.name.lower() for d in study.directions] != spec.directions:
             raise ConfigError(f"study {spec.name!r} exists with other objectives; pick another sweep.name") from None
+        binding.bind(Path(spec.out_dir), spec, study)
         return study, storage
+    study.set_user_attr("uid", uuid.uuid4().hex)  # names this study, not just any study of this name
     if placeholders and spec.sampler == "grid":
         for point in grid_points(spec):
             study.enqueue_trial(point, skip_if_exists=False)
     elif placeholders:
         for _ in range(spec.n_trials):
             study.enqueue_trial({}, skip_if_exists=False)
-    study.set_user_attr("n_trials", spec.n_trials)  # ready
     study.set_user_attr("spec", {"base": spec.base, "objectives": spec.objectives, "sampler": spec.sampler})
+    study.set_user_attr("n_trials", spec.n_trials)  # ready
+    binding.bind(Path(spec.out_dir), spec, study)
     return study, storage
 
 
-def fail_dead_trials(study: optuna.Study, storage) -> None:
-    """RUNNING trials whose worker is gone: RDB storages notice by missing heartbeats (PostgreSQL then
-    retries them); on this host a dead worker PID is noticed at once, on every storage."""
+def fail_dead_trials(study: optuna.Study, storage, spec: SweepSpec | None = None) -> None:
+    """RUNNING trials whose worker is gone. On this host a dead worker PID is noticed at once: an attempt that
+    had finished is told from its run record; otherwise the trial goes back to WAITING (its folder keeps the
+    checkpoint the next attempt resumes), up to MAX_ATTEMPTS. Other hosts' workers are noticed by missing
+    heartbeats on RDB storages (PostgreSQL then retries the trial as a new one)."""
     if isinstance(storage, optuna.storages.RDBStorage):
-        optuna.storages.fail_stale_trials(study)  # other hosts: heartbeats (PostgreSQL retries them)
+        optuna.storages.fail_stale_trials(study)
     host = socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         who = t.user_attrs.get("worker", "")
-        if who.startswith(host + ":") and not _alive(int(who.split(":")[1])):
-            try:
-                storage.set_trial_user_attr(t._trial_id, "fail_reason", f"worker {who} died")
-                failed = storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue  # another worker handled it first
-            retry = getattr(storage, "heartbeat_stale_trial_callback", None)  # PostgreSQL: run it again
-            if failed and retry is not None:
-                retry(study, storage.get_trial(t._trial_id))
+        if not who.startswith(host + ":") or _alive(int(who.split(":")[1])):
+            continue
+        if _alive(int(t.user_attrs.get("trial_pid", 0) or 0)):
+            continue  # its trial process still runs (it stops at an epoch's end: it had SIGTERM with its worker)
+        try:
+            summary = _finished_summary(Path(t.user_attrs.get("run_dir", "")))
+            if summary is not None and spec is not None:
+                tell(spec, study, storage, optuna.Trial(study, t._trial_id), 3 if summary["status"] == "diverged"
+                     else 0, "finished; its worker died before telling the study", summary)
+            elif t.user_attrs.get("attempts", 1) >= MAX_ATTEMPTS:
+                storage.set_trial_user_attr(t._trial_id, "fail_reason", f"worker died {MAX_ATTEMPTS} times (last: {who})")
+                storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            else:
+                storage.set_trial_user_attr(t._trial_id, "requeued_because", f"worker {who} died")
+                storage.set_trial_state_values(t._trial_id, TrialState.WAITING)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker handled it first
+
+
+def _finished_summary(run_dir: Path) -> dict | None:
+    try:
+        s = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return s if isinstance(s, dict) and s.get("status") in ("completed", "diverged") else None
 
 
 def _alive(pid: int) -> bool:
@@ -111,8 +143,16 @@ def claim(study: optuna.Study, storage) -> optuna.Trial | None:
     """Take one WAITING trial (atomically), or None when none is left."""
     for t in storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
         if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+            storage.set_trial_user_attr(t._trial_id, "worker", WORKER)
+            storage.set_trial_user_attr(t._trial_id, "attempts", t.user_attrs.get("attempts", 0) + 1)
             return optuna.Trial(study, t._trial_id)
     return None
+
+
+def release(storage, trial: optuna.Trial, why: str) -> None:
+    """Back to WAITING: another worker (or this one, restarted) claims it and resumes its checkpoint."""
+    storage.set_trial_user_attr(trial._trial_id, "requeued_because", why)
+    storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)
 
 
 def _heartbeat(storage, trial_id: int, stop: threading.Event) -> None:
@@ -128,7 +168,6 @@ def run_trial(spec: SweepSpec, study: optuna.Study, storage, trial: optuna.Trial
     trial.set_user_attr("params", params)
     run_dir = (Path(spec.out_dir) / "trials" / f"{trial.number:05d}").resolve()
     trial.set_user_attr("run_dir", str(run_dir))
-    trial.set_user_attr("worker", WORKER)
     overrides = [*spec.base, *(f"{k}={v}" for k, v in params.items()), f"experiment_name={spec.name}"]
     env = {**os.environ}
     if spec.pruner != "none":  # the trial process reports intermediate losses to this trial
@@ -138,27 +177,64 @@ def run_trial(spec: SweepSpec, study: optuna.Study, storage, trial: optuna.Trial
     if isinstance(storage, optuna.storages.RDBStorage):
         storage.record_heartbeat(trial._trial_id)
         threading.Thread(target=_heartbeat, args=(storage, trial._trial_id, stop), daemon=True).start()
+    # its own session: Ctrl-C reaches the worker only, which passes each signal on exactly once
+    proc = subprocess.Popen([sys.executable, "-m", "lightning_grelu.sweeps.run_trial", str(run_dir), *overrides],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    trial.set_user_attr("trial_pid", proc.pid)
+    got: list[int] = []
+
+    def forward(signum, frame):
+        got.append(signum)
+        proc.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in SIGNALS}
     try:
-        proc = subprocess.run([sys.executable, "-m", "lightning_grelu.sweeps.run_trial", str(run_dir), *overrides],
-                              capture_output=True, text=True, timeout=spec.trial_timeout_s, env=env)
-        reason = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
-    except subprocess.TimeoutExpired:
-        proc, reason = None, f"timed out after {spec.trial_timeout_s} s"
+        try:
+            _, err = proc.communicate(timeout=spec.trial_timeout_s)
+            code = proc.returncode
+            reason = (err.strip().splitlines() or [f"exit code {code}"])[-1]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            code, reason = None, f"timed out after {spec.trial_timeout_s} s"
     finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
         stop.set()
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    if got or (code is not None and code > 128):  # stopped by a signal: the trial is not done, nor failed
+        release(storage, trial, f"stopped by {signal.Signals(got[0] if got else code - 128).name}")
+        raise Interrupted(got[0] if got else code - 128)
+    if code == EXIT_MACHINE:  # not the trial's fault: leave it for a machine that can run it
+        release(storage, trial, f"machine problem on {WORKER}: {reason}")
+        raise MachineError(f"trial {trial.number} cannot run on this machine: {reason.removeprefix('trial: error: ')} "
+                           "(the trial is back in the queue; fix this and start the worker again)")
+    summary = _finished_summary(run_dir) or _read_summary(run_dir)
+    faults.point("tell")  # the trial has finished; the study does not know yet
+    return tell(spec, study, storage, trial, code, reason, summary)
+
+
+def _read_summary(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def tell(spec: SweepSpec, study: optuna.Study, storage, trial: optuna.Trial, code: int | None, reason: str,
+         summary: dict) -> str:
+    """Record a finished attempt in the study: completed with its objectives, pruned, or failed with why."""
     # every finished trial says whether it reached eps (frontier mode reads it; pruned: no)
     trial.set_user_attr("converged", summary.get("steps_to_eps") is not None)
-    if proc is not None and proc.returncode == EXIT_PRUNED:
+    if code == EXIT_PRUNED:
         trial.set_user_attr("prune_reason", reason)
         study.tell(trial, state=TrialState.PRUNED)
         return "pruned"
     values = [summary.get(metric) for metric, _ in spec.objectives]
-    if proc is not None and proc.returncode == 0 and all(_finite(v) for v in values):
+    if code == 0 and all(_finite(v) for v in values):
         study.tell(trial, values)
         return "completed"
-    if proc is not None and proc.returncode == 0:
+    if code == 0:
         missing = [m for (m, _), v in zip(spec.objectives, values) if not _finite(v)]
         reason = f"objective {', '.join(missing)} not produced by the run (null in summary.json)"
     elif summary.get("status") == "diverged":
@@ -186,7 +262,7 @@ def work(spec: SweepSpec, progress=print) -> dict[str, int]:
     study, storage = open_study(spec)
     done = {"completed": 0, "failed": 0, "pruned": 0}
     while True:
-        fail_dead_trials(study, storage)  # also while running: another worker may have died meanwhile
+        fail_dead_trials(study, storage, spec)  # also while running: another worker may have died meanwhile
         trial = claim(study, storage)
         if trial is None:
             break
