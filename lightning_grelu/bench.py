@@ -13,6 +13,8 @@ ceiling that model TFLOP/s are compared with.
 
 from __future__ import annotations
 
+import argparse
+
 import json
 import platform
 import statistics
@@ -286,6 +288,19 @@ def print_table(results: list[Result]) -> None:
     Console(width=200).print(table)
 
 
+def _count(low: int):
+    """argparse type: an integer >= low (a bad value is argparse's one line, exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {v}")
+        return v
+    return parse
+
+
 def main(argv: list[str] | None = None) -> None:
     import logging
     import sys
@@ -294,12 +309,13 @@ def main(argv: list[str] | None = None) -> None:
     p = ArgumentParser(prog="grelu-bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--case", default="tiny", choices=sorted(CASES))
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
-    p.add_argument("--precision", default=None, help="default: bf16-mixed on GPU, 32-true on CPU")
+    p.add_argument("--precision", default=None, choices=["32-true", "bf16-mixed", "bf16-true", "16-mixed", "64-true"],
+                   help="default: bf16-mixed on GPU, 32-true on CPU")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--inner-steps", type=int, default=1, help="model.inner_steps for full-batch cases")
+    p.add_argument("--warmup", type=_count(0), default=5)
+    p.add_argument("--steps", type=_count(1), default=10)
+    p.add_argument("--repeats", type=_count(1), default=5)
+    p.add_argument("--inner-steps", type=_count(1), default=1, help="model.inner_steps for full-batch cases")
     p.add_argument("--out", default=None, help="write <case>_<precision>.jsonl here (e.g. results/speed/paper)")
     p.add_argument("--reference", default=None, help="also run this reference script (e.g. gpu_anchor.py) "
                    "and store its JSON lines beside ours")

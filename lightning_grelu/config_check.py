@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lightning_grelu.errors import ConfigError
 
@@ -21,24 +22,85 @@ def check_group_choice(group: str, choice: str) -> None:
         raise ConfigError(f"unknown {group} {choice!r}: choose one of {', '.join(options)} ({group}=NAME)")
 
 
-def _int_at_least(cfg, key: str, low: int, allow_none: bool = False) -> None:
-    v = cfg.get(key.split(".")[-1])
-    if v is None and allow_none:
-        return
-    if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        raise ConfigError(f"{key} must be an integer >= {low}, got {v!r} (set {key}=<int>)")
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# Lightning's accepted precisions (trainer.precision)
+PRECISIONS = ("64", "64-true", "double", "32", "32-true", "16", "16-mixed", "16-true", "bf16", "bf16-mixed",
+              "bf16-true", "transformer-engine", "transformer-engine-float16")
+ACCELERATORS = ("cpu", "gpu", "cuda", "auto", "mps")
+
+# grelu-train's schema: key -> (accepted?, what is accepted). A key absent from the config (another data set,
+# another model) is not checked; None is accepted only where the description says so.
+SCHEMA: dict[str, tuple] = {
+    "model.width": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "model.depth": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "model.lr": (lambda v: _is_num(v) and v > 0, "a finite number > 0 (e.g. model.lr=1e-3)"),
+    "model.momentum": (lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "model.weight_decay": (lambda v: _is_num(v) and v >= 0, "a finite number >= 0"),
+    "model.lr_scale": (lambda v: _is_num(v) and v > 0, "a finite number > 0"),
+    "model.inner_steps": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "model.ridge": (lambda v: _is_num(v) and v >= 0, "a finite number >= 0"),
+    "model.exact_rtol": (lambda v: v is None or (_is_num(v) and v > 0), "a number > 0, or null"),
+    "model.train_io": (lambda v: isinstance(v, bool), "true or false"),
+    "model.cache_gates": (lambda v: isinstance(v, bool), "true or false"),
+    "data.n": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "data.d": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "data.n_val": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "data.n_test": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "data.batch_size": (lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1, or null (full batch)"),
+    "data.limit_train": (lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1, or null"),
+    "data.val_size": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "trainer.max_epochs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "trainer.precision": (lambda v: str(v) in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
+    "trainer.accelerator": (lambda v: str(v) in ACCELERATORS, f"one of {', '.join(ACCELERATORS)}"),
+    "trainer.devices": (lambda v: (_is_int(v) and (v >= 1 or v == -1)) or v == "auto"
+                        or (isinstance(v, (list, tuple)) and v and all(_is_int(i) and i >= 0 for i in v)),
+                        "an integer >= 1, -1, auto, or a list of device indices"),
+    "trainer.num_nodes": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "trainer.log_every_n_steps": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "seed": (lambda v: v is None or (_is_int(v) and 0 <= v < 2**32), "an integer in [0, 2^32), or null"),
+    "eps": (lambda v: v is None or (_is_num(v) and v >= 0), "a finite number >= 0, or null"),
+    "eps_relative": (lambda v: isinstance(v, bool), "true or false"),
+    "stop_at_eps": (lambda v: isinstance(v, bool), "true or false"),
+    "overwrite": (lambda v: isinstance(v, bool), "true or false"),
+    "step_budget": (lambda v: v in (None, "theorem"), "null (trainer.max_epochs) or theorem"),
+    "step_budget_scale": (lambda v: _is_num(v) and v > 0, "a finite number > 0"),
+}
+
+
+def _get(cfg, key: str):
+    node = cfg
+    for part in key.split("."):
+        if node is None or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+_MISSING = object()
+
+
+def check_schema(cfg: DictConfig) -> None:
+    for key, (ok, accepted) in SCHEMA.items():
+        v = _get(cfg, key)
+        if v is _MISSING:
+            continue
+        if isinstance(v, (DictConfig, ListConfig)):
+            v = OmegaConf.to_container(v)
+        if not ok(v):
+            raise ConfigError(f"{key} must be {accepted}, got {v!r} (set {key}=...)")
 
 
 def validate(cfg: DictConfig) -> None:
+    check_schema(cfg)
     m, d, t = cfg.model, cfg.data, cfg.trainer
-    for key in ("width", "depth"):
-        _int_at_least(m, f"model.{key}", 1)
-    lr = m.get("lr")
-    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
-        raise ConfigError(f"model.lr must be a number > 0, got {lr!r} (e.g. model.lr=1e-3)")
     max_epochs = t.get("max_epochs")
-    if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
-        raise ConfigError(f"trainer.max_epochs must be an integer >= 1, got {max_epochs!r}")
     if "switch_epoch" in m:
         s = m.switch_epoch
         if s is not None and (isinstance(s, bool) or not isinstance(s, int) or not 1 <= s < max_epochs):
@@ -46,20 +108,7 @@ def validate(cfg: DictConfig) -> None:
                               f"= {max_epochs}, got {s!r} (or null for max_epochs // 2)")
         if s is None and max_epochs < 2:
             raise ConfigError("model=grelu_to_relu needs trainer.max_epochs >= 2 so the switch falls inside the run")
-    if "n" in d:
-        _int_at_least(d, "data.n", 1)
-    if "d" in d:
-        _int_at_least(d, "data.d", 1)
-    _int_at_least(d, "data.batch_size", 1, allow_none=True)
     inner = m.get("inner_steps", 1)
-    if isinstance(inner, bool) or not isinstance(inner, int) or inner < 1:
-        raise ConfigError(f"model.inner_steps must be an integer >= 1, got {inner!r}")
     if inner > 1 and d.get("batch_size") is not None:
         raise ConfigError(f"model.inner_steps={inner} needs full-batch data (data.batch_size=null); "
                           "with mini-batches it would repeat each batch")
-    eps = cfg.get("eps")
-    if eps is not None and (isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps < 0):
-        raise ConfigError(f"eps must be a number >= 0 or null, got {eps!r}")
-    seed = cfg.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ConfigError(f"seed must be an integer or null, got {seed!r}")

@@ -50,7 +50,23 @@ def parse_args(argv):
         if not (sep and k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
             p.error(f"--part {args.part!r}: give K/N with 1 <= K <= N, e.g. --part 1/4")
         args.part = (int(k), int(n))
+    for flag, path in (("--results", args.results), ("--work", args.work)):
+        problem = unwritable(Path(path))
+        if problem:
+            p.error(f"{flag} {path}: {problem}")
     return args, TARGETS
+
+
+def unwritable(path: Path) -> str | None:
+    """Why results could not be written under ``path`` (checked before any job runs), or None."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:

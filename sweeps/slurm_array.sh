@@ -9,11 +9,21 @@
 #SBATCH --gres=gpu:1
 #SBATCH --cpus-per-task=4
 #SBATCH --time=12:00:00
-set -euo pipefail
+#SBATCH --requeue
+#SBATCH --signal=TERM@120
+set -uo pipefail
 SWEEP=${1:?sweep name (a file in conf/sweep/)}
 STORAGE=${2:?storage URL: journal:///shared/path.log or postgresql://user@host/db}
 # Each array task is one worker: SLURM gives it one GPU (CUDA_VISIBLE_DEVICES is set by --gres), it
-# claims trials until none is left and exits. Re-submitting the array resumes the study (nothing
-# completed is redone; trials of a killed task are retried on PostgreSQL, marked failed on a journal).
-exec grelu-sweep "sweep=${SWEEP}" "sweep.storage=${STORAGE}" \
+# claims trials until none is left and exits. Pre-emption or the time limit sends SIGTERM (--signal: 120 s
+# before the limit): the trial in hand stops at an epoch's end with its checkpoint and goes back to the
+# queue, the worker exits 143, and the task is requeued; requeued or re-submitted workers resume the study
+# (nothing completed is redone; an interrupted trial continues from its checkpoint).
+grelu-sweep "sweep=${SWEEP}" "sweep.storage=${STORAGE}" \
   "sweep.out_dir=${SWEEP_OUT:-sweeps_out}/${SWEEP}" "sweep.trial_overrides=['trainer=gpu']"
+rc=$?
+if [ "$rc" -eq 143 ] && [ -n "${SLURM_JOB_ID:-}" ]; then
+  if [ -n "${SLURM_ARRAY_JOB_ID:-}" ]; then job="${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"; else job="$SLURM_JOB_ID"; fi
+  scontrol requeue "$job"
+fi
+exit "$rc"

@@ -53,6 +53,25 @@ def a_file_as_root(d: Path) -> list[str]:
     return [f"paths.root={d / 'afile'}"]
 
 
+def report_run(summary: str, metrics: bytes | None = None):
+    def make(d: Path) -> list[str]:
+        run = d / "runs" / "r1"
+        run.mkdir(parents=True)
+        (run / "summary.json").write_text(summary)
+        if metrics is not None:
+            (run / "metrics.csv").write_bytes(metrics)
+        return [str(d / "runs")]
+    return make
+
+
+def a_file(name: str, flag: str, suffix: str = ""):
+    def make(d: Path) -> list[str]:
+        (d / name).write_text("x")
+        value = str(d / name) + suffix
+        return [flag + value] if flag.endswith("=") else [flag, value]
+    return make
+
+
 def empty_dir(name: str):
     def make(d: Path) -> list[str]:
         (d / name).mkdir()
@@ -96,11 +115,101 @@ CASES = [
     ("grelu-report", ["/no/such/runs"], "no such directory", None),
 ]
 
+# The wider table (slow: one real command each): every class of bad input in every command.
+MORE = [
+    # values out of range or of the wrong type, in every group: one schema (config_check.SCHEMA)
+    ("grelu-train", ["trainer.precision=17-true"], "trainer.precision", None),
+    ("grelu-train", ["trainer.precision=fp8"], "trainer.precision", None),
+    ("grelu-train", ["trainer.accelerator=tpu"], "trainer.accelerator", None),
+    ("grelu-train", ["trainer.devices=0"], "trainer.devices", None),
+    ("grelu-train", ["trainer.max_epochs=1.5"], "trainer.max_epochs", None),
+    ("grelu-train", ["trainer.max_epochs=-3"], "trainer.max_epochs", None),
+    ("grelu-train", ["model.momentum=-1"], "model.momentum", None),
+    ("grelu-train", ["model.momentum=1"], "model.momentum", None),
+    ("grelu-train", ["model.weight_decay=-0.1"], "model.weight_decay", None),
+    ("grelu-train", ["model.weight_decay=nan"], "model.weight_decay", None),
+    ("grelu-train", ["model.lr=inf"], "model.lr", None),
+    ("grelu-train", ["model.lr=nan"], "model.lr", None),
+    ("grelu-train", ["model.lr=true"], "model.lr", None),
+    ("grelu-train", ["model.lr_scale=0"], "model.lr_scale", None),
+    ("grelu-train", ["model.lr_policy=adaptive"], "model.lr_policy", None),
+    ("grelu-train", ["model.optimizer=lbfgs"], "model.optimizer", None),
+    ("grelu-train", ["model.inner_steps=0"], "model.inner_steps", None),
+    ("grelu-train", ["model.depth=2.5"], "model.depth", None),
+    ("grelu-train", ["model.train_io=maybe"], "model.train_io", None),
+    ("grelu-train", ["model=grelu_to_relu", "model.ridge=-1"], "model.ridge", None),
+    ("grelu-train", ["model=grelu_to_relu", "model.conversion_target=magic"], "conversion_target", None),
+    ("grelu-train", ["seed=-1"], "seed", None),
+    ("grelu-train", ["seed=4294967296"], "seed", None),
+    ("grelu-train", ["seed=abc"], "seed", None),
+    ("grelu-train", ["eps=nan"], "eps", None),
+    ("grelu-train", ["eps=-1"], "eps", None),
+    ("grelu-train", ["eps=inf"], "eps", None),
+    ("grelu-train", ["eps_relative=yes"], "eps_relative", None),
+    ("grelu-train", ["stop_at_eps=1"], "stop_at_eps", None),
+    ("grelu-train", ["overwrite=please"], "overwrite", None),
+    ("grelu-train", ["step_budget=forever"], "step_budget", None),
+    ("grelu-train", ["step_budget=theorem", "step_budget_scale=0"], "step_budget_scale", None),
+    ("grelu-train", ["data.batch_size=0"], "data.batch_size", None),
+    ("grelu-train", ["data.d=-2"], "data.d", None),
+    ("grelu-train", ["data.n_val=-1"], "data.n_val", None),
+    ("grelu-train", ["data=synthetic", "data.n=0"], "data.n", None),
+    ("grelu-train", ["model.width=1000000"], "memory", None),
+    ("grelu-train", ["trainer=gpu"], "no CUDA GPU", None),
+    ("grelu-train", ["trainer=ddp", "trainer.devices=4"], "no CUDA GPU", None),
+    ("grelu-train", ["experiment=ackley_theory_width"], "no CUDA GPU", None),
+    ("grelu-train", ["ckpt_path=last", "model.width=0"], "model.width", None),
+    # sweeps: specs of the wrong shape or values
+    ("grelu-sweep", ["sweep.space=model.width"], "sweep.space must be a mapping", None),
+    ("grelu-sweep", ["sweep.space={model.width: 5}"], "sweep.space.model.width must be a mapping", None),
+    ("grelu-sweep", ["sweep.objectives=train/sse"], "sweep.objectives must be a list", None),
+    ("grelu-sweep", ["sweep.base=experiment"], "sweep.base must be a list", None),
+    ("grelu-sweep", ["sweep.n_trials=0"], "sweep.n_trials", None),
+    ("grelu-sweep", ["sweep.db_timeout_s=0"], "sweep.db_timeout_s", None),
+    ("grelu-sweep", ["sweep.sampler=cmaes"], "sweep.sampler", None),
+    ("grelu-sweep", ["sweep.storage=redis://x"], "sweep.storage", None),
+    ("grelu-sweep", ["sweep.trial_overrides=['trainer=gpu']"], "no CUDA GPU", None),
+    ("grelu-sweep", ["sweep.trial_overrides=['model.momentum=-1']"], "model.momentum", None),
+    ("grelu-sweep", ["sweep.space={model.lr: {type: float, low: 0, high: 1, log: true}}"], "log range", None),
+    ("grelu-sweep", [], "is not writable", a_file("afile", "sweep.out_dir=", "/out")),
+    # reproduce: a results or work root that cannot take results; a GPU profile without a GPU
+    ("grelu-reproduce", ["fig2a", "--profile", "paper"], "no CUDA GPU", None),
+    ("grelu-reproduce", ["fig2a", "--override", "trainer=gpu"], "no CUDA GPU", None),
+    ("grelu-reproduce", ["fig2a", "--override", "model.momentum=-1"], "model.momentum", None),
+    ("grelu-reproduce", ["fig2a", "--part", "3/2"], "--part", None),
+    ("grelu-reproduce", ["fig2a"], "is not a directory", a_file("afile", "--results")),
+    ("grelu-reproduce", ["fig2a"], "is not a directory", a_file("afile", "--work", "/w")),
+    # bench: arguments checked before the benchmark runs
+    ("grelu-bench", ["--precision", "fp12"], "--precision", None),
+    ("grelu-bench", ["--steps", "0"], "--steps", None),
+    ("grelu-bench", ["--reference", "/no/such/script.py"], "--reference", None),
+    ("grelu-bench", [], "--out", a_file("afile", "--out", "/sub")),
+    # report: records that are not records; a storage that does not exist is not created
+    ("grelu-report", [], "not a run summary", report_run("null")),
+    ("grelu-report", [], "not a run summary", report_run("[1, 2]")),
+    ("grelu-report", [], "not a CSV file", report_run('{"status": "completed"}', bytes(range(256)) * 4)),
+    ("grelu-report", [], "not a run's metrics.csv", report_run('{"status": "completed"}', b"a,b\n1,2,3,4\n")),
+    ("grelu-report", ["--study", "s", "--storage", "sqlite:////no/such/dir/s.db"], "does not exist", None),
+    ("grelu-report", ["--study", "s", "--storage", "journal:///no/such/dir/s.log"], "does not exist", None),
+]
 
-@pytest.mark.parametrize("command,args,needle,prepare", CASES,
-                         ids=[f"{i:02d}-{c}-{' '.join(a) or (p.__name__ if p else '')}" for i, (c, a, _, p) in
-                              enumerate(CASES)])
-def test_bad_input_gets_one_clear_line_and_a_nonzero_exit(tmp_path, command, args, needle, prepare):
+
+def _ids(cases):
+    return [f"{i:02d}-{c}-{' '.join(a) or (p.__name__ if p else '')}" for i, (c, a, _, p) in enumerate(cases)]
+
+
+@pytest.mark.parametrize("command,args,needle,prepare", CASES, ids=_ids(CASES))
+def test_bad_input_gets_one_clear_line_and_exit_2(tmp_path, command, args, needle, prepare):
+    check_bad_input(tmp_path, command, args, needle, prepare)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command,args,needle,prepare", MORE, ids=_ids(MORE))
+def test_more_bad_input_gets_one_clear_line_and_exit_2(tmp_path, command, args, needle, prepare):
+    check_bad_input(tmp_path, command, args, needle, prepare)
+
+
+def check_bad_input(tmp_path, command, args, needle, prepare):
     files = tmp_path / "files"
     files.mkdir()
     extra = prepare(files) if prepare else []
@@ -113,12 +222,12 @@ def test_bad_input_gets_one_clear_line_and_a_nonzero_exit(tmp_path, command, arg
     if command == "grelu-train":
         if not any(a.startswith("paths.root=") for a in extra):
             argv.append(f"paths.root={work / 'runs'}")
-    if command == "grelu-sweep":
+    if command == "grelu-sweep" and not any(a.startswith("sweep.out_dir=") for a in extra):
         argv.append(f"sweep.out_dir={work / 'sweep'}")
     env = {**os.environ, "WANDB_MODE": "disabled"}
     env.pop("HYDRA_FULL_ERROR", None)
     out = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode != 0, out.stdout[-1500:]
+    assert out.returncode == 2, (out.returncode, out.stderr[-1500:])
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and needle in lines[0], out.stderr[-3000:]
     assert "Traceback" not in out.stderr

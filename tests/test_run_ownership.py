@@ -63,6 +63,7 @@ REFUSED = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra,needle", REFUSED, ids=[" ".join(e) or "again" for e, _ in REFUSED])
 def test_a_finished_run_is_never_overwritten(finished, extra, needle):
     before = snapshot(finished)
@@ -122,6 +123,7 @@ def damage_replace_by_another_net(p: Path):
     (p.parent / "foreign.ckpt").write_bytes((other / "checkpoints" / "last.ckpt").read_bytes())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", [damage_flip, damage_truncate, damage_replace_by_another_net],
                          ids=["flipped-bytes", "truncated", "another-net"])
 def test_a_damaged_or_foreign_checkpoint_is_refused_before_any_write(tmp_path, damage):
@@ -139,6 +141,7 @@ def test_a_damaged_or_foreign_checkpoint_is_refused_before_any_write(tmp_path, d
     assert snapshot(run_dir) == before
 
 
+@pytest.mark.slow
 def test_two_commands_into_one_run_directory_one_is_refused_naming_the_holder(tmp_path):
     """Two grelu-train started together into one run directory: exactly one trains, the other says who
     holds the directory (or, if it came second, that the run is taken), and the record is one run's."""

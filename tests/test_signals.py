@@ -53,7 +53,8 @@ def uninterrupted(tmp_path_factory):
     return run_dir
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)],
+                         ids=["SIGTERM", "SIGINT"])
 def test_a_signal_saves_the_epoch_and_exits_128_plus_n_and_its_resume_line_finishes_the_run(
         tmp_path, uninterrupted, sig):
     run_dir = tmp_path / "run"
@@ -79,6 +80,7 @@ def test_a_signal_saves_the_epoch_and_exits_128_plus_n_and_its_resume_line_finis
     assert strip(summary(run_dir)) == strip(summary(uninterrupted))
 
 
+@pytest.mark.slow
 def test_a_second_signal_stops_at_once_and_the_run_still_resumes(tmp_path):
     run_dir = tmp_path / "run"
     args = [*LONG, "callbacks.model_checkpoint.every_n_epochs=50", f"paths.run_dir={run_dir}"]

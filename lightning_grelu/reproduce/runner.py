@@ -25,8 +25,11 @@ def check_data(job: Job, ctx: Context, work: Path) -> None:
     from lightning_grelu.config_check import validate
     from lightning_grelu.train import build_data
 
+    from lightning_grelu.memory import check_devices
+
     cfg = compose(work / job.label, [*job.overrides, *ctx.overrides])
     validate(cfg)
+    check_devices(cfg.trainer)  # the paper profile or --override trainer=gpu without a GPU: refused now
     build_data(cfg)
 
 

@@ -56,8 +56,15 @@ def _number(text: str) -> float:
 def read_metrics(path: Path) -> dict[str, list[float]]:
     if not path.exists():
         return {}
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise RecordError(f"{path}: not a CSV file ({type(e).__name__}); re-run that job or delete the "
+                          "directory") from None
+    if rows and (None in rows[0] or "epoch" not in rows[0]):
+        raise RecordError(f"{path}: not a run's metrics.csv (no epoch column, or ragged rows); re-run that job "
+                          "or delete the directory")
     cols = list(rows[0]) if rows else []
     return {c: [_number(r.get(c) or "") for r in rows] for c in cols}
 
@@ -71,6 +78,11 @@ def load_run(path: str | Path) -> Run:
         raise RecordError(f"{summary_path}: no summary.json (not a run directory, or the run never started)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RecordError(f"{summary_path}: corrupt ({e}); re-run that job or delete the directory") from None
+    except OSError as e:
+        raise RecordError(f"{summary_path}: unreadable ({e.strerror or e})") from None
+    if not isinstance(summary, dict) or "status" not in summary:
+        raise RecordError(f"{summary_path}: not a run summary (holds {type(summary).__name__}, no status); re-run "
+                          "that job or delete the directory")
     config_path = path / "config.yaml"
     try:
         config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
