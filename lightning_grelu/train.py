@@ -41,6 +41,7 @@ warnings.filterwarnings("ignore", message=".*Total length of .* across ranks is 
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")  # a resume writes beside its checkpoints
+warnings.filterwarnings("ignore", message=".*callbacks used to create the checkpoint need to be provided.*")  # ditto
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
 

@@ -176,3 +176,20 @@ def test_resume_keeps_values_logged_once(tmp_path):
     assert run_cli(*EPS, f"paths.run_dir={part}", "ckpt_path=last").returncode == 0
     assert summary(part) | {"run_dir": None} == summary(full) | {"run_dir": None}
     assert rows(part) == rows(full)
+
+
+def test_last_ckpt_stays_the_newest_after_a_resume_that_changes_the_checkpoint_period(tmp_path):
+    """Resuming with another callbacks.model_checkpoint.every_n_epochs wrote last-v1.ckpt and left last.ckpt at an
+    older epoch, which a later ckpt_path=last then resumed."""
+    import torch
+
+    run_dir = tmp_path / "run"
+    args = [*BASE, "trainer.max_epochs=30", f"paths.run_dir={run_dir}"]
+    out = run_cli(*args, "callbacks.model_checkpoint.every_n_epochs=7", env={"GRELU_DIE_AT": "train_step:25"})
+    assert out.returncode == -9
+    out = run_cli(*args, "callbacks.model_checkpoint.every_n_epochs=4", "ckpt_path=last")
+    assert out.returncode == 0, out.stderr
+    names = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
+    assert not [n for n in names if n.startswith("last-")], names
+    epochs = {n: torch.load(run_dir / "checkpoints" / n, weights_only=False, map_location="cpu")["epoch"] for n in names}
+    assert epochs["last.ckpt"] == max(epochs.values()) == 27
