@@ -93,6 +93,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             _sidecar(Path(path)).unlink(missing_ok=True)
 
 
+def epochs_done(ckpt: dict) -> int:
+    """Epochs a checkpoint holds: its fit loop's processed epochs (a checkpoint taken at an epoch's end says
+    ``epoch`` = that epoch's index; the one Lightning takes when training ends says the count)."""
+    try:
+        return int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError, ValueError):
+        return int(ckpt.get("epoch", -1)) + 1
+
+
 def verify(path: str | Path, model, max_epochs: int) -> None:
     """Before a resume writes anything: the checkpoint is the one this suite wrote (its checksum, where it
     has one), holds this net (same weights and shapes) and does not lie beyond ``trainer.max_epochs``."""
@@ -114,7 +123,7 @@ def verify(path: str | Path, model, max_epochs: int) -> None:
         k = diff[0]
         raise ConfigError(f"checkpoint {path} holds another net ({k}: {theirs.get(k, 'missing')} in the checkpoint, "
                           f"{ours.get(k, 'missing')} here); resume with the run's own model settings")
-    done = int(ckpt.get("epoch", -1)) + 1  # saved at the end of epoch `epoch`
+    done = epochs_done(ckpt)
     if done > max_epochs:
         raise ConfigError(f"checkpoint {path} is at epoch {done}, beyond trainer.max_epochs={max_epochs}; "
                           f"resume with trainer.max_epochs >= {done}")
