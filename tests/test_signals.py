@@ -130,3 +130,20 @@ def test_reproduce_under_sigterm_exits_143_keeps_finished_jobs_and_goes_on(tmp_p
     again = subprocess.run([cmd, *args], cwd=tmp_path, capture_output=True, text=True, env=ENV, timeout=900)
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("done before, reused") >= len(done)
+
+
+def test_two_reproductions_of_one_target_at_once_the_second_is_refused_naming_the_first(tmp_path):
+    cmd = str(Path(sys.executable).parent / "grelu-reproduce")
+    args = ["fig2a", "--profile", "smoke", "--results", str(tmp_path / "results"), "--work", str(tmp_path / "work")]
+    first = start(args, cmd=cmd, cwd=tmp_path)
+    lock = tmp_path / "work" / "fig2a" / "smoke" / ".lock"
+    t0 = time.monotonic()
+    while not (lock.exists() and lock.read_text().strip()):  # the first holds the target's work directory
+        assert time.monotonic() - t0 < 120
+        time.sleep(0.05)
+    second = subprocess.run([cmd, *args], cwd=tmp_path, capture_output=True, text=True, env=ENV, timeout=120)
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=300)
+    assert second.returncode == 2, second.stderr
+    line = second.stderr.strip().splitlines()
+    assert len(line) == 1 and f"pid {first.pid}" in line[0] and "grelu-reproduce fig2a" in line[0], second.stderr

@@ -78,12 +78,19 @@ def run_jobs(jobs: list[Job], ctx: Context, work: Path, fresh: bool, progress) -
 
 def run_target(target: Target, ctx: Context, results_root: Path, work_root: Path, command: str,
                fresh: bool = False, progress=print, device: str = "cpu") -> Path:
+    from lightning_grelu.run_dir import Lock
+
+    work = (work_root / target.name / ctx.profile).resolve()
+    # one reproduction of a target at a time: a second one would delete and mix the first one's jobs
+    with Lock(work, "--work (or wait: one grelu-reproduce of a target and profile at a time)"):
+        return _run_target(target, ctx, results_root, work, command, fresh, progress, device)
+
+
+def _run_target(target, ctx, results_root, work, command, fresh, progress, device) -> Path:
     import torch
 
     from lightning_grelu.bench import commit, hardware
 
-    work = (work_root / target.name / ctx.profile).resolve()
-    work.mkdir(parents=True, exist_ok=True)
     target.execute(ctx, work, fresh, progress)
     parts = note_part(work, ctx)
     dest = results_root / target.name / ctx.profile
