@@ -72,6 +72,12 @@ def a_file(name: str, flag: str, suffix: str = ""):
     return make
 
 
+def missing_storage(scheme: str):
+    def make(d: Path) -> list[str]:  # a folder that does not exist (under this test's own tmp dir)
+        return ["--storage", f"{scheme}{d / 'missing' / 'dir' / 'study.db'}"]
+    return make
+
+
 def empty_dir(name: str):
     def make(d: Path) -> list[str]:
         (d / name).mkdir()
@@ -189,8 +195,8 @@ MORE = [
     ("grelu-report", [], "not a run summary", report_run("[1, 2]")),
     ("grelu-report", [], "not a CSV file", report_run('{"status": "completed"}', bytes(range(256)) * 4)),
     ("grelu-report", [], "not a run's metrics.csv", report_run('{"status": "completed"}', b"a,b\n1,2,3,4\n")),
-    ("grelu-report", ["--study", "s", "--storage", "sqlite:////no/such/dir/s.db"], "does not exist", None),
-    ("grelu-report", ["--study", "s", "--storage", "journal:///no/such/dir/s.log"], "does not exist", None),
+    ("grelu-report", ["--study", "s"], "does not exist", missing_storage("sqlite:///")),
+    ("grelu-report", ["--study", "s"], "does not exist", missing_storage("journal://")),
 ]
 
 
@@ -232,3 +238,4 @@ def check_bad_input(tmp_path, command, args, needle, prepare):
     assert len(lines) == 1 and needle in lines[0], out.stderr[-3000:]
     assert "Traceback" not in out.stderr
     assert not [p for p in work.rglob("*") if p.is_file()], "a bad input left files behind"
+    assert not (files / "missing").exists(), "a reader created the storage's folder"
