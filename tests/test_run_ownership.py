@@ -83,6 +83,7 @@ def test_resuming_a_finished_run_with_its_own_config_has_nothing_to_do(finished)
     assert snapshot(finished) == before
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_the_whole_record(tmp_path, finished):
     import shutil
 
@@ -96,6 +97,7 @@ def test_overwrite_replaces_the_whole_record(tmp_path, finished):
     assert summary(run_dir)["seed"] == 1 and "seed: 1" in (run_dir / "config.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_an_unfinished_run_is_resumed_or_replaced_never_restarted_by_accident(tmp_path):
     run_dir = tmp_path / "run"
     out = run_cli(*BASE, f"paths.run_dir={run_dir}", env={"GRELU_DIE_AT": "train_step:12"})
@@ -178,6 +180,7 @@ def test_resume_keeps_values_logged_once(tmp_path):
     assert rows(part) == rows(full)
 
 
+@pytest.mark.slow
 def test_last_ckpt_stays_the_newest_after_a_resume_that_changes_the_checkpoint_period(tmp_path):
     """Resuming with another callbacks.model_checkpoint.every_n_epochs wrote last-v1.ckpt and left last.ckpt at an
     older epoch, which a later ckpt_path=last then resumed."""
