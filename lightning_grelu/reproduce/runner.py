@@ -81,9 +81,18 @@ def run_target(target: Target, ctx: Context, results_root: Path, work_root: Path
     from lightning_grelu.run_dir import Lock
 
     work = (work_root / target.name / ctx.profile).resolve()
+    made = work  # the topmost folder this command creates: a refused input removes it again
+    while not made.parent.exists():
+        made = made.parent
+    made = None if made.exists() else made
     # one reproduction of a target at a time: a second one would delete and mix the first one's jobs
     with Lock(work, "--work (or wait: one grelu-reproduce of a target and profile at a time)"):
-        return _run_target(target, ctx, results_root, work, command, fresh, progress, device)
+        try:
+            return _run_target(target, ctx, results_root, work, command, fresh, progress, device)
+        except ConfigError:  # bad input writes nothing: not even the lock's folder, if only the lock is in it
+            if made is not None and all(p.is_dir() or p.name == ".lock" for p in made.rglob("*")):
+                shutil.rmtree(made, ignore_errors=True)
+            raise
 
 
 def _run_target(target, ctx, results_root, work, command, fresh, progress, device) -> Path:
