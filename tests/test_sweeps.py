@@ -1,6 +1,7 @@
 """grelu-sweep: exact trial counts with concurrent workers, resume after a killed worker, failed
 trials, and bad specs that fail before any trial."""
 
+import json
 import os
 import signal
 import subprocess
@@ -32,6 +33,25 @@ def load(storage_url, name):
     else:
         storage = storage_url
     return optuna.load_study(study_name=name, storage=storage)
+
+
+def kill_mid_trial(worker: subprocess.Popen, running) -> bool:
+    """SIGKILL a worker's process group (a lost node); its trial process stops on its parent-death signal.
+    Returns whether that trial had finished its run before the kill reached it: then the study is told
+    the finished result (attempts stays 1), otherwise the trial goes back to the queue (attempts 2).
+    Which one happens is a race the worker cannot prevent (the summary is written a moment before
+    the worker tells the study), so a test must not assume one."""
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    pid = running.user_attrs.get("trial_pid")
+    t0 = time.monotonic()
+    while pid and Path(f"/proc/{pid}").exists() and time.monotonic() - t0 < 120:
+        time.sleep(0.1)
+    try:
+        status = json.loads((Path(running.user_attrs["run_dir"]) / "summary.json").read_text())["status"]
+    except (OSError, ValueError, KeyError):
+        status = None
+    return status in ("completed", "diverged")
 
 
 def four_workers_share_one_grid_exactly(url: str, tmp_path: Path, load_study) -> None:
@@ -97,26 +117,29 @@ def test_killed_worker_loses_nothing_completed_and_a_restart_resumes(tmp_path):
     url = f"sqlite:///{tmp_path}/s.db"
     args = ["sweep=ackley_grid", "sweep.n_trials=3", f"sweep.storage={url}", f"sweep.out_dir={tmp_path}/out", FAST]
     first = sweep(*args, cwd=tmp_path, wait=False)
-    deadline = time.time() + 300
-    while time.time() < deadline:  # wait for one completed trial and a second one running
+    deadline, running = time.time() + 300, []
+    while time.time() < deadline and not running:  # one completed trial and a second one running
         try:
-            states = [t.state for t in load(url, "ackley_grid").get_trials()]
+            trials = load(url, "ackley_grid").get_trials()
         except Exception:
-            states = []
-        if states.count(TrialState.COMPLETE) >= 1 and TrialState.RUNNING in states:
-            break
+            trials = []
+        if any(t.state == TrialState.COMPLETE for t in trials):
+            running = [t for t in trials if t.state == TrialState.RUNNING and "trial_pid" in t.user_attrs]
         time.sleep(0.3)
-    os.killpg(first.pid, signal.SIGKILL)  # the worker and its trial process, as a lost node
-    first.wait()
+    assert running, "the worker never started a second trial"
+    finished_first = kill_mid_trial(first, running[0])  # the worker and its trial process, as a lost node
     done_before = [t for t in load(url, "ackley_grid").get_trials() if t.state == TrialState.COMPLETE]
     again = sweep(*args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     trials = load(url, "ackley_grid").get_trials()
     assert len(trials) == 3
     assert all(t.state == TrialState.COMPLETE for t in trials)  # the killed trial went back to the queue and ran
-    killed = [t for t in trials if "requeued_because" in t.user_attrs]
-    assert len(killed) == 1 and "died" in killed[0].user_attrs["requeued_because"]
-    assert killed[0].user_attrs["attempts"] == 2
+    killed = next(t for t in trials if t.number == running[0].number)
+    if finished_first:  # its run had finished: told from its record, not run again
+        assert killed.user_attrs["attempts"] == 1 and "requeued_because" not in killed.user_attrs
+    else:
+        assert "died" in killed.user_attrs["requeued_because"] and killed.user_attrs["attempts"] == 2
+    assert not [t for t in trials if t.number != killed.number and "requeued_because" in t.user_attrs]
     for t in done_before:  # nothing completed was lost or changed
         now = next(u for u in trials if u.number == t.number)
         assert now.state == TrialState.COMPLETE and now.values == t.values
@@ -267,3 +290,30 @@ def test_two_objectives_give_a_pareto_front(tmp_path):
     done = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
     for t in done:  # no trial off the front dominates one on it
         assert not any(all(a <= b for a, b in zip(t.values, f.values)) and t.values != f.values for f in front)
+
+
+@pytest.mark.slow
+def test_a_larger_n_trials_grows_the_study_once_and_a_smaller_one_says_it_removes_none(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    base = ["sweep=ackley_grid", f"sweep.storage={url}", f"sweep.out_dir={tmp_path}/out", FAST]
+    first = sweep(*base, "sweep.n_trials=2", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    before = {t.number: (t.params, t.values) for t in load(url, "ackley_grid").get_trials()}
+    assert len(before) == 2
+    same = sweep(*base, "sweep.n_trials=2", cwd=tmp_path)  # nothing to add: says so, runs nothing
+    assert same.returncode == 0 and "nothing is waiting: 2 completed" in same.stdout, same.stdout
+    # two workers grow it to 5 at once: the difference is added exactly once
+    workers = [sweep(*base, "sweep.n_trials=5", cwd=tmp_path, wait=False) for _ in range(2)]
+    outs = [w.communicate(timeout=600) for w in workers]
+    assert all(w.returncode == 0 for w in workers), "\n".join(o[1][-2000:] for o in outs)
+    assert sum("grown from 2 to 5 trials" in o[0] for o in outs) == 1, outs
+    trials = load(url, "ackley_grid").get_trials()
+    assert len(trials) == 5 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 5  # new grid points, none repeated
+    for number, (params, values) in before.items():  # the first trials are untouched
+        assert trials[number].params == params and trials[number].values == values
+    assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["ackley_grid"]  # no marker left
+    smaller = sweep(*base, "sweep.n_trials=3", cwd=tmp_path)
+    assert smaller.returncode == 0, smaller.stderr
+    assert "the study has 5 trials; sweep.n_trials=3 removes none" in smaller.stdout
+    assert len(load(url, "ackley_grid").get_trials()) == 5

@@ -78,6 +78,8 @@ def open_study(spec: SweepSpec, placeholders: bool = True) -> tuple[optuna.Study
         if [d.name.lower() for d in study.directions] != spec.directions:
             raise ConfigError(f"study {spec.name!r} exists with other objectives; pick another sweep.name") from None
         binding.bind(Path(spec.out_dir), spec, study)
+        if placeholders:
+            grow(study, storage, spec)
         return study, storage
     study.set_user_attr("uid", uuid.uuid4().hex)  # names this study, not just any study of this name
     if placeholders and spec.sampler == "grid":
@@ -90,6 +92,46 @@ def open_study(spec: SweepSpec, placeholders: bool = True) -> tuple[optuna.Study
     study.set_user_attr("n_trials", spec.n_trials)  # ready
     binding.bind(Path(spec.out_dir), spec, study)
     return study, storage
+
+
+def grow(study: optuna.Study, storage, spec: SweepSpec, progress=print) -> None:
+    """A larger ``sweep.n_trials`` on an existing study adds the difference (the next grid points, or more
+    placeholders); a smaller one removes nothing (trials are never deleted) and says so.
+
+    Exactly one worker grows a study to a given size, on any storage: the one that creates the transient
+    marker study ``<name>:grow-to-<n>`` (Optuna lets exactly one create succeed, as for the study itself).
+    It re-reads the size after winning, enqueues, publishes the new size, then deletes the marker; a worker
+    that loses waits for the new size."""
+    have = int(study.user_attrs["n_trials"])
+    if spec.n_trials < have:
+        progress(f"{spec.name}: the study has {have} trials; sweep.n_trials={spec.n_trials} removes none "
+                 f"(trials are never deleted): this worker runs what is waiting of the {have}")
+        return
+    if spec.n_trials == have:
+        return
+    if spec.sampler == "grid" and len(grid_points(spec)) < spec.n_trials:
+        raise ConfigError(f"sweep.n_trials={spec.n_trials} is more than the grid's {len(grid_points(spec))} points; "
+                          "add grid values or lower sweep.n_trials")
+    marker = f"{spec.name}:grow-to-{spec.n_trials}"
+    try:
+        optuna.create_study(study_name=marker, storage=storage)
+    except optuna.exceptions.DuplicatedStudyError:  # another worker grows it: wait for the new size
+        for _ in range(600):
+            if int(optuna.load_study(study_name=spec.name, storage=storage).user_attrs["n_trials"]) >= spec.n_trials:
+                return
+            time.sleep(0.1)
+        raise ConfigError(f"study {spec.name!r} was being grown to {spec.n_trials} trials by a worker that died; "
+                          f"delete the study {marker!r} (optuna delete-study) and start again") from None
+    try:
+        have = int(optuna.load_study(study_name=spec.name, storage=storage).user_attrs["n_trials"])
+        if have < spec.n_trials:  # not grown meanwhile by a worker that had won and deleted its marker
+            new = grid_points(spec)[have:] if spec.sampler == "grid" else [{}] * (spec.n_trials - have)
+            for point in new:
+                study.enqueue_trial(point, skip_if_exists=False)
+            study.set_user_attr("n_trials", spec.n_trials)
+            progress(f"{spec.name}: grown from {have} to {spec.n_trials} trials")
+    finally:
+        optuna.delete_study(study_name=marker, storage=storage)
 
 
 def fail_dead_trials(study: optuna.Study, storage, spec: SweepSpec | None = None) -> None:
@@ -265,6 +307,11 @@ def work(spec: SweepSpec, progress=print) -> dict[str, int]:
         fail_dead_trials(study, storage, spec)  # also while running: another worker may have died meanwhile
         trial = claim(study, storage)
         if trial is None:
+            if not any(done.values()):
+                c = counts(study)
+                progress(f"{spec.name}: nothing is waiting: {c['complete']} completed, {c['fail']} failed, "
+                         f"{c['pruned']} pruned, {c['running']} running of {study.user_attrs['n_trials']} trials "
+                         "(a larger sweep.n_trials adds trials)")
             break
         outcome = run_trial(spec, study, storage, trial)
         done[outcome] += 1
@@ -273,5 +320,5 @@ def work(spec: SweepSpec, progress=print) -> dict[str, int]:
         if c["complete"] and len(spec.objectives) == 1:
             best = f", best {spec.objectives[0][0]} {study.best_value:.4g} (trial {study.best_trial.number})"
         progress(f"{spec.name}: trial {trial.number} {outcome}; done {c['complete']}, failed {c['fail']}, "
-                 f"running {c['running']}, waiting {c['waiting']} of {spec.n_trials}{best}")
+                 f"running {c['running']}, waiting {c['waiting']} of {study.user_attrs['n_trials']}{best}")
     return done
