@@ -81,7 +81,7 @@ def test_non_editable_install_ships_its_configs(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
                    check=True, capture_output=True, timeout=300)
     env = {**os.environ, "PYTHONPATH": str(site)}
-    code = "import sys, lightning_grelu.cli as c; assert c.__file__.startswith(sys.argv[1]); sys.argv=sys.argv[1:]; c.main()"
+    code = "import sys, lightning_grelu.cli.train as c; assert c.__file__.startswith(sys.argv[1]); sys.argv=sys.argv[1:]; c.main()"
     out = subprocess.run([sys.executable, "-c", code, str(site), *TINY, f"paths.run_dir={tmp_path / 'run'}"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -38,7 +38,7 @@ def test_inner_steps_refuse_mini_batches(tmp_path):
 
 
 def test_grelu_bench_runs_on_cpu_and_reports_every_field(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "lightning_grelu.bench", "--case", "tiny", "--device", "cpu",
+    out = subprocess.run([sys.executable, "-m", "lightning_grelu.cli.bench", "--case", "tiny", "--device", "cpu",
                           "--warmup", "2", "--steps", "3", "--repeats", "2", "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -59,7 +59,7 @@ def test_grelu_bench_runs_on_cpu_and_reports_every_field(tmp_path):
 
 
 def test_grelu_bench_rejects_bad_arguments():
-    out = subprocess.run([sys.executable, "-m", "lightning_grelu.bench", "--steps", "0"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "lightning_grelu.cli.bench", "--steps", "0"], capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 2 and "--steps" in out.stderr
 

@@ -196,7 +196,7 @@ def test_bad_sweep_specs_fail_before_any_trial(tmp_path, args, needle):
 
 
 def test_trial_overrides_follow_the_base_so_a_gpu_worker_keeps_the_sweeps_problem():
-    from lightning_grelu.sweep_cli import load_spec
+    from lightning_grelu.cli.sweep import load_spec
 
     spec = load_spec(["sweep=ackley_grid", "sweep.trial_overrides=['trainer.max_epochs=3']"])
     assert spec.base[0] == "experiment=ackley_small" and spec.base[-1] == "trainer.max_epochs=3"

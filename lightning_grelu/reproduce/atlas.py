@@ -17,7 +17,7 @@ import math
 from pathlib import Path
 
 from lightning_grelu.reproduce.common import runs_in
-from lightning_grelu.reproduce.runner import run_jobs
+from lightning_grelu.reproduce.jobs import run_jobs
 from lightning_grelu.reproduce.target import Context, Job, Target, seeds
 from lightning_grelu.results import scaling, tables
 

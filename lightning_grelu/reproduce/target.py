@@ -10,34 +10,13 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from lightning_grelu.reproduce.job import Context, Job
+from lightning_grelu.reproduce.jobs import run_jobs
+
 PROFILES = ("smoke", "paper")
-
-
-@dataclass
-class Job:
-    label: str  # unique within a target and profile; the run directory's name
-    overrides: list[str]  # grelu-train overrides
-    tags: dict = field(default_factory=dict)
-
-
-@dataclass
-class Context:
-    """How a target is being run: the profile, and the reductions a caller asked for."""
-
-    profile: str
-    seeds: int | None = None  # keep only the first N seeds (tests, quick looks)
-    overrides: list[str] = field(default_factory=list)  # appended to every job
-    part: tuple[int, int] | None = None  # (K, N): run only the K-th of N interleaved parts of the jobs
-
-    def in_part(self, items: list) -> list:
-        """The items of this part: every N-th, from the (K-1)-th (all of them when no part is set)."""
-        if self.part is None:
-            return items
-        k, n = self.part
-        return [item for i, item in enumerate(items) if i % n == k - 1]
+__all__ = ["Context", "Job", "Target", "run_jobs"]  # targets import these from here
 
 
 class Target:
@@ -52,8 +31,6 @@ class Target:
 
     def execute(self, ctx: Context, work: Path, fresh: bool, progress) -> None:
         """Run every job into ``work/<label>/`` (override for targets that are not training runs)."""
-        from lightning_grelu.reproduce.runner import run_jobs
-
         run_jobs(self.jobs(ctx), ctx, work, fresh, progress)
 
     def report(self, work: Path, out: Path, ctx: Context) -> str:

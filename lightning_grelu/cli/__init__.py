@@ -1,0 +1,9 @@
+"""The suite's commands, one thin file each: parse the command line, call the library, map what went
+wrong to an exit code (see the README's table). The science lives in the modules beside this package.
+
+    train.py      grelu-train       train one run (Hydra app; -m for a Hydra multirun)
+    sweep.py      grelu-sweep       one Optuna sweep worker (Hydra app over conf/sweep_root.yaml)
+    reproduce.py  grelu-reproduce   run a paper table or figure's jobs and publish results/<target>/
+    report.py     grelu-report      compare run records: tables, CSV, loss curves
+    bench.py      grelu-bench       the suite's step time against a plain PyTorch loop
+"""
