@@ -1,0 +1,51 @@
+"""The package's shape: the commands sit together in lightning_grelu/cli/ (one file per entry point,
+each named in pyproject.toml), and no two modules import each other, even lazily."""
+
+import ast
+import tomllib
+from pathlib import Path
+
+import networkx as nx
+
+PKG = Path(__file__).resolve().parents[1] / "lightning_grelu"
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every lightning_grelu module this file imports, at the top or inside a function."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lightning_grelu"):
+            out.add(node.module)
+            out.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.startswith("lightning_grelu"))
+    return out
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PKG.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_no_import_cycles_between_modules():
+    files = {module_name(p): p for p in PKG.rglob("*.py")}
+    graph = nx.DiGraph()
+    for name, path in files.items():
+        for target in imports_of(path):
+            if target in files and target != name and not name.startswith(target + "."):
+                if files[target].name != "__init__.py":  # a package's __init__ re-exports; not a dependency edge
+                    graph.add_edge(name, target)
+    cycles = list(nx.simple_cycles(graph))
+    assert not cycles, f"modules that import each other: {cycles}"
+
+
+def test_every_command_is_one_file_in_the_cli_package():
+    scripts = tomllib.loads((PKG.parent / "pyproject.toml").read_text())["project"]["scripts"]
+    assert set(scripts) == {"grelu-train", "grelu-eval", "grelu-sweep", "grelu-reproduce", "grelu-report",
+                            "grelu-bench"}
+    for command, target in scripts.items():
+        module, func = target.split(":")
+        assert module == f"lightning_grelu.cli.{command.removeprefix('grelu-')}" and func == "main", (command, target)
+        assert (PKG / "cli" / f"{command.removeprefix('grelu-')}.py").is_file()
+    top = sorted(p.stem for p in PKG.glob("*.py") if p.stem.endswith("_cli") or p.stem == "cli")
+    assert not top, f"commands outside lightning_grelu/cli/: {top}"
