@@ -2,7 +2,8 @@
 Ackley problem on CPU); any ``key=value`` override or ``group=option`` choice may follow.
 
 Exit codes: 0 completed, 1 failed, 2 bad config/data/arguments, 3 diverged, 128+N stopped by signal N
-(130 Ctrl-C, 143 SIGTERM; ``last.ckpt`` saved, resume with ``ckpt_path=last``).
+(130 Ctrl-C, 143 SIGTERM; ``last.ckpt`` saved, resume with ``ckpt_path=last``). ``-m`` (a Hydra multirun)
+runs every job whatever the others did and exits with the code of the first job that did not complete.
 """
 
 from __future__ import annotations
@@ -64,8 +65,36 @@ def _remove_if_unused(run_dir: Path, root: Path) -> None:
             parent = parent.parent
 
 
+# (run dir, exit code) of each job of a Hydra multirun (-m): a job that fails is recorded, the next one runs
+OUTCOMES: list[tuple[str, int]] = []
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
-def _hydra_main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> float:
+    """One job. Returns ``summary[optimized_metric]`` (NaN when the job did not complete): the objective a
+    Hydra sweeper plugin minimizes. A single run exits with its code; in a multirun the code is recorded
+    and the next job runs (a signal still stops them all)."""
+    try:
+        code, summary = _run_job(cfg)
+    except SystemExit as e:  # a config error or crash, already told in one line
+        if not _in_multirun() or int(e.code or 0) >= 128:  # a signal stops the multirun too
+            raise
+        code, summary = int(e.code or 0), None
+    if code and not _in_multirun():
+        sys.exit(code)
+    OUTCOMES.append((str(Path(cfg.paths.run_dir).resolve()), code))
+    value = (summary or {}).get(cfg.get("optimized_metric") or "train/sse") if code == 0 else None
+    return float(value) if isinstance(value, (int, float)) else float("nan")
+
+
+def _run_job(cfg: DictConfig) -> tuple[int, dict | None]:
     from lightning_grelu.train import train  # heavy imports after Hydra parsed the command line
 
     try:
@@ -82,32 +111,52 @@ def _hydra_main(cfg: DictConfig) -> None:
         _fail(f"{type(e).__name__}: {e} (run dir {cfg.paths.run_dir}; HYDRA_FULL_ERROR=1 for the traceback)",
               EXIT_FAILED)
     if int(os.environ.get("LOCAL_RANK", "0")) != 0 or int(os.environ.get("NODE_RANK", "0")) != 0:
-        return
+        return 0, summary
     print_summary(summary)
     if summary.get("note"):
         print(f"grelu-train: {Path(cfg.paths.run_dir).resolve()}: {summary['note']}", file=sys.stderr)
     if summary["status"] == "interrupted":
         _stopped(Interrupted(summary.get("signal", 15), summary.get("epochs"), True), cfg)
+    print(Path(cfg.paths.run_dir).resolve())
     if summary["status"] == "diverged":
         print(f"grelu-train: error: run diverged: {summary['error']}", file=sys.stderr)
-        print(Path(cfg.paths.run_dir).resolve())
-        sys.exit(EXIT_DIVERGED)
-    print(Path(cfg.paths.run_dir).resolve())
-
-
-def resume_command(run_dir: Path, argv: list[str]) -> str:
-    keep = [a for a in argv if not a.startswith(("paths.run_dir=", "ckpt_path=", "overwrite="))]
-    return " ".join(["grelu-train", *keep, f"paths.run_dir={run_dir}", "ckpt_path=last"])
+        return EXIT_DIVERGED, summary
+    return 0, summary
 
 
 def _stopped(e: Interrupted, cfg) -> None:
-    """One line: what stopped the run, where it is, how to go on; exit 128 + the signal's number."""
+    """One line: what stopped the run, where it is, how to go on; exit 128 + the signal's number (in a
+    multirun too: a signal stops every job after this one)."""
+    OUTCOMES.clear()
     run_dir = Path(cfg.paths.run_dir).resolve()
     if (run_dir / "config.yaml").exists():
         how = ("resume: " + resume_command(run_dir, sys.argv[1:])) if (run_dir / "checkpoints" / "last.ckpt").exists() \
             else "no checkpoint was kept (callbacks=none?): run it again with overwrite=true"
         _fail(f"{e} (run dir {run_dir}); {how}", e.exit_code)
     _fail(f"{e} before training started; nothing was written", e.exit_code)
+
+
+def report_multirun() -> None:
+    """After ``grelu-train -m``: one line per job that did not complete, a count, and the exit code of the
+    first such job (0 when all completed)."""
+    if not OUTCOMES:
+        return
+    names = {0: "completed", EXIT_FAILED: "crashed", EXIT_CONFIG: "refused (bad config)", EXIT_DIVERGED: "diverged"}
+    bad = [(d, c) for d, c in OUTCOMES if c]
+    for d, c in bad:
+        print(f"grelu-train: job {d}: {names.get(c, f'exit {c}')}", file=sys.stderr)
+    counts = {}
+    for _, c in OUTCOMES:
+        counts[names.get(c, f"exit {c}")] = counts.get(names.get(c, f"exit {c}"), 0) + 1
+    print(f"grelu-train: multirun of {len(OUTCOMES)} jobs: " + ", ".join(f"{n} {k}" for k, n in counts.items()),
+          file=sys.stderr if bad else sys.stdout)
+    if bad:
+        sys.exit(bad[0][1])
+
+
+def resume_command(run_dir: Path, argv: list[str]) -> str:
+    keep = [a for a in argv if not a.startswith(("paths.run_dir=", "ckpt_path=", "overwrite="))]
+    return " ".join(["grelu-train", *keep, f"paths.run_dir={run_dir}", "ckpt_path=last"])
 
 
 def check_output_root(argv: list[str]) -> None:
@@ -153,6 +202,7 @@ def main() -> None:
                 _fail(str(e), EXIT_CONFIG)
     check_overrides(sys.argv[1:])
     _hydra_main()
+    report_multirun()
 
 
 if __name__ == "__main__":
