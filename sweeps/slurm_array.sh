@@ -12,7 +12,7 @@
 #SBATCH --requeue
 #SBATCH --signal=TERM@120
 set -uo pipefail
-SWEEP=${1:?sweep name (a file in conf/sweep/)}
+SWEEP=${1:?sweep name (a file in lightning_grelu/sweep_conf/sweep/)}
 STORAGE=${2:?storage URL: journal:///shared/path.log or postgresql://user@host/db}
 # Each array task is one worker: SLURM gives it one GPU (CUDA_VISIBLE_DEVICES is set by --gres), it
 # claims trials until none is left and exits. Pre-emption or the time limit sends SIGTERM (--signal: 120 s

@@ -49,3 +49,14 @@ def test_every_command_is_one_file_in_the_cli_package():
         assert (PKG / "cli" / f"{command.removeprefix('grelu-')}.py").is_file()
     top = sorted(p.stem for p in PKG.glob("*.py") if p.stem.endswith("_cli") or p.stem == "cli")
     assert not top, f"commands outside lightning_grelu/cli/: {top}"
+
+
+def test_the_readme_group_table_lists_every_option_of_every_group():
+    import re
+
+    readme = (PKG.parent / "README.md").read_text()
+    for group in ("model", "data", "trainer", "logger", "callbacks", "experiment"):
+        row = next(ln for ln in readme.splitlines() if ln.startswith(f"| `{group}/` |"))
+        listed = set(re.findall(r"`([a-z0-9_]+)`", row))
+        options = {p.stem for p in (PKG / "conf" / group).glob("*.yaml")}
+        assert options <= listed, f"README's {group}/ row lacks {sorted(options - listed)}"

@@ -24,21 +24,26 @@ import os
 import sys
 from pathlib import Path
 
+import hydra
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from lightning_grelu.config_check import CONF_DIR, validate
+from lightning_grelu.config_check import validate
 from lightning_grelu.errors import EXIT_CONFIG, ConfigError
 
+SWEEP_CONF_DIR = Path(__file__).resolve().parents[1] / "sweep_conf"
 
-def load_spec(overrides: list[str]):
+
+def load_spec(overrides: list[str] | None = None, node: dict | None = None):
+    """The checked spec, from command-line overrides (composed here) or from a node Hydra composed."""
     from lightning_grelu.sweeps.spec import parse
 
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            node = OmegaConf.to_container(compose("sweep_root", overrides=overrides).sweep, resolve=True)
-    except Exception as e:  # unknown sweep name or key
-        raise ConfigError(f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
+    if node is None:
+        try:
+            with initialize_config_dir(config_dir=str(SWEEP_CONF_DIR), version_base="1.3"):
+                node = OmegaConf.to_container(compose("grelu_sweep", overrides=overrides).sweep, resolve=True)
+        except Exception as e:  # unknown sweep name or key
+            raise ConfigError(f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
     spec = parse(node)
     check_trial_config(spec)
     return spec
@@ -84,13 +89,12 @@ def check_out_dir(out_dir: Path) -> None:
         raise MachineError(f"sweep.out_dir {out_dir}: less than 64 MiB free; free some space or choose another")
 
 
-def main(argv: list[str] | None = None) -> None:
+def run(overrides: list[str] | None = None, node: dict | None = None) -> None:
     from rich.console import Console
 
-    args = sys.argv[1:] if argv is None else argv
     console = Console(stderr=False, soft_wrap=True, highlight=False)
     try:
-        spec = load_spec(args)
+        spec = load_spec(overrides, node)
         if spec.extra.get("frontier"):
             from lightning_grelu.sweeps.frontier import Frontier, parse_frontier
 
@@ -109,8 +113,31 @@ def main(argv: list[str] | None = None) -> None:
         print(f"grelu-sweep: {e}: the trial in hand is back in the queue (it resumes from its checkpoint); start "
               "the worker again to go on", file=sys.stderr)
         sys.exit(e.exit_code)
-    console.print(f"{spec.name}: this worker ran {done['completed']} completed, {done['failed']} failed and {done['pruned']} pruned trials; "
-                  f"storage {spec.storage_url()}")
+    console.print(f"{spec.name}: this worker ran {done['completed']} completed, {done['failed']} failed and "
+                  f"{done['pruned']} pruned trials; storage {spec.storage_url()}")
+
+
+@hydra.main(version_base="1.3", config_path=str(SWEEP_CONF_DIR), config_name="grelu_sweep")
+def _hydra_main(cfg: DictConfig) -> None:
+    try:
+        node = OmegaConf.to_container(cfg.sweep, resolve=True)
+    except Exception as e:
+        print(f"grelu-sweep: error: {type(e).__name__}: {str(e).splitlines()[0]}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    run(node=node)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if any(a in ("-m", "--multirun") for a in args):
+        print("grelu-sweep: error: -m: a worker runs one study; start it N times for N workers (no Hydra multirun)",
+              file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    if any(a.startswith("-") for a in args):  # --help, -h, --cfg job, --info, --shell-completion: Hydra's
+        sys.argv = [sys.argv[0], *args]
+        _hydra_main()
+        return
+    run(args)  # composed here, so that a bad override is one line rather than Hydra's report
 
 
 if __name__ == "__main__":

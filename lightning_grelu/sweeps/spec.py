@@ -1,4 +1,4 @@
-"""A sweep spec (a ``conf/sweep/*.yaml`` node), checked before any trial runs.
+"""A sweep spec (a ``sweep_conf/sweep/*.yaml`` node), checked before any trial runs.
 
     name: ackley_width_lr
     base: [experiment=ackley_small]            # grelu-train overrides every trial starts from
