@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -10,6 +11,16 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from lightning_grelu.errors import ConfigError
 
 CONF_DIR = Path(__file__).parent / "conf"
+
+
+def run_name_tag(overrides: str) -> str:
+    """``_<overrides>`` for a run directory's name (``model.lr=3e-5,model.width=200``), safe as one path
+    component and short enough for any filesystem; empty when nothing was overridden."""
+    tag = re.sub(r"[^A-Za-z0-9_.,=+-]+", "-", overrides)
+    return f"_{tag[:120]}" if tag else ""
+
+
+OmegaConf.register_new_resolver("grelu_tag", run_name_tag, replace=True)
 
 
 def group_options(group: str) -> list[str]:

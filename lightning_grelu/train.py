@@ -152,20 +152,22 @@ def check_writable(run_dir: Path, model) -> None:
                           f"{free / 2**30:.2f} GiB free; free some space or choose another paths.root=...")
 
 
-def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
-    """Run one job; ``callbacks`` are added to those the config asks for (sweeps add pruning).
+def train(cfg: DictConfig, callbacks: list | None = None, notes: dict[str, str] | None = None) -> dict:
+    """Run one job; ``callbacks`` are added to those the config asks for (sweeps add pruning); ``notes``
+    (relative path -> text, e.g. Hydra's ``.hydra/*.yaml``) are written with the first write, after every
+    check, and kept from the first attempt on a resume.
 
     Everything that can refuse the job (config, devices, data, memory, disk, the run directory's owner and
     its finished or unfinished run, the checkpoint) is checked before the first write. A signal stops the
     run at an epoch's end with ``last.ckpt`` saved; the summary then says ``interrupted``."""
     stopper = StopOnSignal().install()
     try:
-        return _train(cfg, callbacks, stopper)
+        return _train(cfg, callbacks, stopper, notes or {})
     finally:
         stopper.uninstall()
 
 
-def _train(cfg: DictConfig, callbacks: list | None, stopper: StopOnSignal) -> dict:
+def _train(cfg: DictConfig, callbacks: list | None, stopper: StopOnSignal, notes: dict[str, str]) -> dict:
     validate(cfg)
     device = check_devices(cfg.trainer)  # a GPU preset without a GPU: one line, before any work
     run_dir = Path(cfg.paths.run_dir).resolve()
@@ -202,6 +204,10 @@ def _train(cfg: DictConfig, callbacks: list | None, stopper: StopOnSignal) -> di
         if overwrite and ckpt_path is None:
             rundir.clear_records(run_dir)
         write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        for name, text in notes.items():  # a resume keeps the first attempt's notes; overwrite=true replaces them
+            if (overwrite and ckpt_path is None) or not (run_dir / name).exists():
+                (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(run_dir / name, text)
     try:
         return _fit(cfg, callbacks, stopper, dm, model, device, memory, run_dir, ckpt_path, config)
     finally:

@@ -14,7 +14,7 @@ from conftest import TINY, compose_cfg, run_cli
 def test_a_diverged_or_refused_job_does_not_stop_the_multirun(tmp_path):
     out = run_cli("-m", *TINY, "model.lr=-1,10.0,3e-5", f"paths.root={tmp_path / 'runs'}", cwd=tmp_path)
     assert out.returncode == 2, out.stderr  # the first job that did not complete was refused
-    runs = {p.name.split("_")[0]: p for p in (tmp_path / "runs" / "multirun").glob("*/*/*_grelu_s0")}
+    runs = {p.name.split("_")[0]: p for p in (tmp_path / "runs" / "multirun").glob("*/*/*_grelu_s0*")}
     # job 0: lr=-1 (refused, nothing written), 1: lr=10 (diverges), 2: lr=3e-5 (completes)
     assert "0" not in runs or not (runs["0"] / "summary.json").exists()
     assert json.loads((runs["1"] / "summary.json").read_text())["status"] == "diverged"

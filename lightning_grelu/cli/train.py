@@ -87,18 +87,32 @@ def _hydra_main(cfg: DictConfig) -> float:
         if not _in_multirun() or int(e.code or 0) >= 128:  # a signal stops the multirun too
             raise
         code, summary = int(e.code or 0), None
-    if code and not _in_multirun():
-        sys.exit(code)
-    OUTCOMES.append((str(Path(cfg.paths.run_dir).resolve()), code))
+    if not _in_multirun():
+        if code:
+            sys.exit(code)
+    else:
+        OUTCOMES.append((str(Path(cfg.paths.run_dir).resolve()), code))
     value = (summary or {}).get(cfg.get("optimized_metric") or "train/sse") if code == 0 else None
     return float(value) if isinstance(value, (int, float)) else float("nan")
+
+
+def hydra_notes(cfg: DictConfig) -> dict[str, str]:
+    """Hydra's own record of the job (``.hydra/config.yaml``, ``hydra.yaml``, ``overrides.yaml``), which
+    train() writes after its checks instead of Hydra writing it before them."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    hc = HydraConfig.get()
+    return {".hydra/config.yaml": OmegaConf.to_yaml(cfg),
+            ".hydra/hydra.yaml": OmegaConf.to_yaml(OmegaConf.create({"hydra": OmegaConf.to_container(hc)})),
+            ".hydra/overrides.yaml": OmegaConf.to_yaml(OmegaConf.create(list(hc.overrides.task)))}
 
 
 def _run_job(cfg: DictConfig) -> tuple[int, dict | None]:
     from lightning_grelu.train import train  # heavy imports after Hydra parsed the command line
 
     try:
-        summary = train(cfg)
+        summary = train(cfg, notes=hydra_notes(cfg))
     except ConfigError as e:
         _remove_if_unused(_hydra_output_dir(), Path(cfg.paths.root))
         _fail(str(e), EXIT_CONFIG)
@@ -162,12 +176,17 @@ def resume_command(run_dir: Path, argv: list[str]) -> str:
 def check_output_root(argv: list[str]) -> None:
     """Hydra makes the run directory under ``paths.root`` before any of our code runs: check that it
     can, so an unwritable place gets one line instead of Hydra's traceback."""
-    root = Path(next((a.split("=", 1)[1] for a in argv if a.startswith("paths.root=")), "runs"))
+    explicit = next((a.split("=", 1)[1] for a in reversed(argv) if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))),
+                    None)
+    root = Path(explicit or next((a.split("=", 1)[1] for a in argv if a.startswith("paths.root=")), "runs"))
     existing = root
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         why = "is not a directory" if not existing.is_dir() else "is not writable"
+        if explicit:
+            _fail(f"cannot write the run directory paths.run_dir={root}: {existing} {why}; choose another "
+                  "paths.run_dir=... (or fix its permissions)", EXIT_CONFIG)
         _fail(f"cannot create the run directory under paths.root={root}: {existing} {why}; choose another "
               "paths.root=... (or fix its permissions)", EXIT_CONFIG)
 
@@ -190,7 +209,20 @@ def check_overrides(argv: list[str]) -> None:
               EXIT_CONFIG)
 
 
+def explicit_run_dir(argv: list[str]) -> list[str]:
+    """``paths.run_dir=DIR`` names the run directory itself: hand it to Hydra too (``hydra.run.dir``, or
+    ``hydra.sweep.dir`` for a multirun, whose jobs go in DIR/<n>_...), so that Hydra makes no other."""
+    given = [a for a in argv if a.startswith("paths.run_dir=")]
+    if not given:
+        return argv
+    where = given[-1].split("=", 1)[1]
+    if any(a in ("-m", "--multirun") for a in argv):
+        return [a for a in argv if not a.startswith("paths.run_dir=")] + [f"hydra.sweep.dir={where}"]
+    return [*argv, f"hydra.run.dir={where}"]
+
+
 def main() -> None:
+    sys.argv = [sys.argv[0], *explicit_run_dir(sys.argv[1:])]
     check_output_root(sys.argv[1:])
     # Check group choices before Hydra so that a typo gets one line, not Hydra's multi-line report.
     for arg in sys.argv[1:]:
