@@ -21,6 +21,20 @@ def run_name_tag(overrides: str) -> str:
 
 
 OmegaConf.register_new_resolver("grelu_tag", run_name_tag, replace=True)
+# paths.data_dir: one root for every data set's files (absolute in the run's config.yaml)
+OmegaConf.register_new_resolver("grelu_abspath", lambda p: str(Path(p).expanduser().absolute()), replace=True)
+
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist package
+
+
+def fashion_mnist_dir(root: str) -> str:
+    """``<root>/fashion_mnist`` where it exists; else Debian's copy when installed; else ``<root>/fashion_mnist``
+    (whose absence the loader then reports, saying where to put the files)."""
+    own = Path(root) / "fashion_mnist"
+    return str(own) if own.is_dir() or not Path(DEBIAN_FASHION_MNIST).is_dir() else DEBIAN_FASHION_MNIST
+
+
+OmegaConf.register_new_resolver("grelu_fashion_mnist_dir", fashion_mnist_dir, replace=True)
 
 
 def group_options(group: str) -> list[str]:

@@ -10,7 +10,7 @@ import torch
 from conftest import run_cli
 from fixtures import idx_bytes, write_cifar10, write_fashion_mnist, write_sgemm
 from lightning_grelu.data import CIFAR10DataModule, DataError, FashionMNISTDataModule, SGEMMDataModule
-from lightning_grelu.data.fashion_mnist import DEBIAN_DIR
+from lightning_grelu.config_check import DEBIAN_FASHION_MNIST as DEBIAN_DIR
 from lightning_grelu.data.sgemm import HEADER
 from lightning_grelu.train import train
 
@@ -73,7 +73,7 @@ def test_fashion_mnist_reads_idx_gz_and_plain(tmp_path):
 
 def test_fashion_mnist_default_dir_is_debians(tmp_path):
     dm = FashionMNISTDataModule()
-    assert dm.data_dir == (DEBIAN_DIR if Path(DEBIAN_DIR).is_dir() else "data/fashion_mnist")
+    assert dm.data_dir == (DEBIAN_DIR if Path(DEBIAN_DIR).is_dir() else str(Path("data/fashion_mnist")))
 
 
 @pytest.mark.parametrize("archive", [False, True])
@@ -257,3 +257,34 @@ def test_batched_randaugment_equals_torchvisions_per_image_application():
     torch.manual_seed(1)
     once = aug(x)
     assert once.shape == x.shape and not torch.equal(once, x)
+
+
+def test_one_data_root_for_every_data_set_from_paths_or_the_environment(tmp_path, monkeypatch):
+    from conftest import compose_cfg
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GRELU_DATA_DIR", raising=False)
+    cfg = compose_cfg(tmp_path / "run", "data=cifar10")
+    assert cfg.paths.data_dir == str(tmp_path / "data")  # relative to where it runs, recorded absolute
+    assert cfg.data.data_dir == str(tmp_path / "data" / "cifar10")
+    monkeypatch.setenv("GRELU_DATA_DIR", str(tmp_path / "shared"))
+    for name in ("cifar10", "sgemm"):
+        assert compose_cfg(tmp_path / "run", f"data={name}").data.data_dir == str(tmp_path / "shared" / name)
+    assert compose_cfg(tmp_path / "run", "data=sgemm", f"paths.data_dir={tmp_path / 'x'}").data.data_dir == \
+        str(tmp_path / "x" / "sgemm")
+    (tmp_path / "shared" / "fashion_mnist").mkdir(parents=True)  # one's own copy wins over Debian's
+    assert compose_cfg(tmp_path / "run", "data=fashion_mnist").data.data_dir == str(tmp_path / "shared" / "fashion_mnist")
+
+
+@pytest.mark.slow
+def test_a_run_reads_its_files_under_grelu_data_dir_and_a_missing_set_says_where_they_go(tmp_path):
+    from conftest import run_cli
+
+    write_sgemm(tmp_path / "root" / "sgemm", n=200)
+    env = {"GRELU_DATA_DIR": str(tmp_path / "root")}
+    out = run_cli("data=sgemm", "model.width=32", "trainer.max_epochs=1", "callbacks=none",
+                  f"paths.run_dir={tmp_path / 'run'}", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    missing = run_cli("data=cifar10", f"paths.run_dir={tmp_path / 'run2'}", cwd=tmp_path, env=env)
+    assert missing.returncode == 2 and str(tmp_path / "root" / "cifar10") in missing.stderr
+    assert "GRELU_DATA_DIR" in missing.stderr

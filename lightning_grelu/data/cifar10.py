@@ -26,7 +26,8 @@ TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_BATCH = "test_batch"
 HOW_TO_GET = (f"put the official CIFAR-10 python version there: the folder {FOLDER}/ (data_batch_1..5, test_batch, "
               f"batches.meta) or the archive {ARCHIVE} from https://www.cs.toronto.edu/~kriz/cifar.html, "
-              "or set data.download=true where a network exists")
+              "or set data.download=true where a network exists (GRELU_DATA_DIR=... or paths.data_dir=... moves the "
+              "root of every data set)")
 
 
 def unpickle(blob: bytes, where: str) -> dict:

@@ -2,12 +2,14 @@
 t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz; gzipped or not) in ``data_dir``.
 
 Debian's ``dataset-fashion-mnist`` package installs them in /usr/share/datasets/fashion-mnist/,
-which is the default directory when present: the one real image data set available offline here.
+which is used when ``<paths.data_dir>/fashion_mnist`` does not exist: the one real image data set available
+offline here.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -15,21 +17,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lightning_grelu.config_check import DEBIAN_FASHION_MNIST as DEBIAN_DIR, fashion_mnist_dir
 from lightning_grelu.data.base import DataError
 from lightning_grelu.data.images import ImageDataModule, check_labels
 
-DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 HOW_TO_GET = ("put the four original files there (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
               "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz; `apt-get install dataset-fashion-mnist` installs "
-              f"them in {DEBIAN_DIR}), or set data.download=true where a network exists")
+              f"them in {DEBIAN_DIR}), or set data.download=true where a network exists (GRELU_DATA_DIR=... or "
+              "paths.data_dir=... moves the root of every data set)")
 IMAGES_MAGIC, LABELS_MAGIC = 0x803, 0x801
 
 
 def default_dir() -> str:
-    return DEBIAN_DIR if Path(DEBIAN_DIR).is_dir() else "data/fashion_mnist"
+    """Where the files are when no data_dir is given (the config gives <paths.data_dir>/fashion_mnist)."""
+    return fashion_mnist_dir(os.environ.get("GRELU_DATA_DIR", "data"))
 
 
 def read_idx(path: Path, magic: int, item_shape: tuple[int, ...]) -> np.ndarray:

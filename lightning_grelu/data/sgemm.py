@@ -31,7 +31,8 @@ CSV, ZIP = "sgemm_product.csv", "sgemm_product_dataset.zip"
 URL = "https://archive.ics.uci.edu/static/public/440/sgemm+gpu+kernel+performance.zip"
 HOW_TO_GET = (f"put {CSV} (or the UCI archive {ZIP}) there, from "
               "https://archive.ics.uci.edu/dataset/440/sgemm+gpu+kernel+performance, "
-              "or set data.download=true where a network exists")
+              "or set data.download=true where a network exists (GRELU_DATA_DIR=... or paths.data_dir=... moves "
+              "the root of every data set)")
 
 
 def parse_csv(text: str, where: str) -> torch.Tensor:
