@@ -143,44 +143,96 @@ class Frontier:
         return rows
 
 
+def base_values(spec: SweepSpec) -> dict:
+    """The keys a cell may leave to the base config (n, depth, eps, ...), composed as a trial would be."""
+    from lightning_grelu.sweeps.run_trial import compose_trial
+
+    cfg = compose_trial("/tmp/unused", spec.base)
+    return {"data.n": cfg.data.get("n"), "model.depth": cfg.model.depth, "model.lr": cfg.model.lr,
+            "eps": cfg.eps, "eps_relative": bool(cfg.get("eps_relative", False)), "max_epochs": cfg.trainer.max_epochs}
+
+
 def write_frontier(out: Path, rows: list[dict], spec: SweepSpec) -> None:
     out.mkdir(parents=True, exist_ok=True)
     keys = list(rows[0])
     write_csv_atomic(out / "frontier.csv", rows, keys)
+    base = base_values(spec)
     md = [f"# Convergence frontier: {spec.name}", "",
-          f"Smallest width at which every seed reaches eps within the step budget (base: `{' '.join(spec.base)}`).",
+          f"Smallest width at which every seed reaches eps = {base['eps']:g}"
+          f"{' x the initial SSE' if base['eps_relative'] else ''} within the step budget "
+          f"(base: `{' '.join(spec.base)}`; depth {base['model.depth']} and n {base['data.n']} unless a cell says).",
           "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     md += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
     write_atomic(out / "frontier.md", "\n".join(md) + "\n")
-    plot_frontier(out / "frontier.png", rows)
+    plot_frontier(out / "frontier.png", rows, base, spec.name)
 
 
-def plot_frontier(path: Path, rows: list[dict]) -> None:
+def frontier_figure(rows: list[dict], base: dict, name: str):
+    """Measured frontier per group of the other cell keys (its own colour and marker), the theory line
+    m = n^2 L and the p-grid (n^2 L)^p in greys, m = nL apart, for each group's own depth (a cell's, else
+    the base config's); legend beside the axes, eps in the title."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    x_key = "data.n" if len({r.get("data.n") for r in rows}) > 1 else "model.depth"
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    found = [r for r in rows if r["frontier_width"] is not None and r.get(x_key) is not None]
-    xs = sorted({float(r[x_key]) for r in found})
-    ax.plot([float(r[x_key]) for r in found], [r["frontier_width"] for r in found], "o-", label="frontier (measured)")
-    if x_key == "data.n" and xs:
-        depth = float(found[0].get("model.depth", 1))
-        for p in P_GRID:
-            ax.plot(xs, [(n * n * depth) ** p for n in xs], "--" if p == 1 else ":", lw=1,
-                    label="theory m = n^2 L" if p == 1 else f"(n^2 L)^{p}")
-        ax.plot(xs, [n * depth for n in xs], "-.", lw=1, label="m = nL")
-    if found:
+    def val(r, k):
+        v = r.get(k)
+        return float(v) if v is not None else (float(base[k]) if base.get(k) is not None else None)
+
+    x_key = "data.n" if len({str(r.get("data.n")) for r in rows}) > 1 else "model.depth"
+    other = sorted({k for r in rows for k in r if k not in (x_key, "frontier_width", "largest_failing")})
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple((k, r.get(k)) for k in other), []).append(r)
+    fig, ax = plt.subplots(figsize=(8.5, 4.8))
+    colors, markers = plt.get_cmap("tab10").colors, "osD^v<>p*h"
+    any_found = False
+    for i, (g, members) in enumerate(sorted(groups.items(), key=lambda kv: str(kv[0]))):
+        found = sorted((r for r in members if r["frontier_width"] is not None), key=lambda r: val(r, x_key))
+        label = "measured" + (" (" + ", ".join(f"{k.split('.')[-1]}={v}" for k, v in g) + ")" if g else "")
+        if found:
+            any_found = True
+            ax.plot([val(r, x_key) for r in found], [r["frontier_width"] for r in found], "-",
+                    marker=markers[i % len(markers)], color=colors[i % len(colors)], label=label, zorder=3)
+    xs = sorted({val(r, x_key) for r in rows if val(r, x_key) is not None})
+    # one theory family per value of the key that is not on the x axis (depth when x is n, n when x is depth)
+    theory_for = sorted({(val(r, "model.depth") if x_key == "data.n" else None,
+                          val(r, "data.n") if x_key != "data.n" else None) for r in rows}, key=str)
+    if xs and any_found:
+        for depth, n in theory_for:
+            if x_key == "data.n":
+                L = depth or 1.0
+                tag = f" (L={L:g})" if len(theory_for) > 1 else ""
+                base_line = [x * x * L for x in xs]
+                nl = [x * L for x in xs]
+            else:
+                tag = f" (n={n:g})" if len(theory_for) > 1 else ""
+                base_line = [(n or 1.0) ** 2 * x for x in xs]
+                nl = [(n or 1.0) * x for x in xs]
+            ax.plot(xs, base_line, "--", color="black", lw=1.2, label="theory m = n^2 L" + tag)
+            for j, p in enumerate(q for q in P_GRID if q < 1):
+                ax.plot(xs, [b ** p for b in base_line], ":", lw=1, color=str(0.35 + 0.1 * j),
+                        label=f"(n^2 L)^{p}" + tag)
+            ax.plot(xs, nl, "-.", lw=1.2, color="tab:red", label="m = nL" + tag)
         ax.set_xscale("log")
         ax.set_yscale("log")
     else:
         ax.text(0.5, 0.5, "no cell converged within the width range", ha="center", transform=ax.transAxes)
-    ax.set_xlabel(x_key)
-    ax.set_ylabel("width m")
-    if found:
-        ax.legend(fontsize=7)
+    ax.set_xlabel("n (training samples)" if x_key == "data.n" else "L (depth)")
+    ax.set_ylabel("smallest converging width m")
+    eps = f"eps = {base['eps']:g}" + (" x initial SSE" if base.get("eps_relative") else "")
+    ax.set_title(f"{name}: smallest width at which every seed reaches {eps}\nwithin {base.get('max_epochs')} "
+                 "epochs", fontsize=9)
+    if any_found:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    return fig
+
+
+def plot_frontier(path: Path, rows: list[dict], base: dict, name: str) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = frontier_figure(rows, base, name)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
