@@ -41,3 +41,14 @@ def test_the_legend_sits_beside_the_axes_not_over_the_points():
     legend = fig.axes[0].get_legend().get_window_extent(renderer)
     axes = fig.axes[0].get_window_extent(renderer)
     assert legend.x0 >= axes.x1  # entirely to the right of the plotting area
+
+
+def test_result_curves_tell_depths_apart_and_label_the_switch():
+    from lightning_grelu.results.plots import curves_figure, line_styles
+
+    styles = line_styles([4, 7, 4, 10])
+    assert len({str(v) for v in styles.values()}) == 3  # depths 4 and 7 no longer share a dash
+    fig = curves_figure([("grelu_to_relu", [0, 1, 2, 3], [4.0, 3.0, 2.0, 1.0], {})], "t", "train SSE",
+                        vlines=[2], vline_label="GReLU->ReLU switch (epoch 2)")
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "GReLU->ReLU switch (epoch 2)" in texts

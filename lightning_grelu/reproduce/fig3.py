@@ -63,7 +63,7 @@ the transform." (Curves only; no numbers.)"""
                       for r in runs]
             plots.curves(out / f"{self.name}_{split}.png", series, f"{self.name} ({ctx.profile}): {split} loss",
                          f"{split} SSE" + (" (epoch's augmented batches)" if split == "train" else ""),
-                         vlines=[switch] if switch else [])
+                         vlines=[switch] if switch else [], vline_label=f"GReLU->ReLU switch (epoch {switch})")
         return ("Train SSE per epoch is summed over the epoch's augmented batches; test SSE is the whole test split "
                 f"after each epoch. The switch is at `model.switch_epoch` = {switch} (dotted line): `switch/sse_before` and "
                 "`switch/sse_after` are the (unaugmented) train SSE on either side of it and `switch/rel_jump` their "

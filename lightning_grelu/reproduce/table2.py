@@ -64,10 +64,11 @@ report both our sse and mse, measured on the whole training set with the final w
             rows.append(row)
         tables.write_csv(rows, out / f"{self.name}.csv")
         series = []
+        dash = plots.line_styles(r.get("depth") for r in runs)  # one dash per depth (4 and 7 shared one)
         for r in sorted(runs, key=lambda r: (r.get("model"), r.get("depth"))):
             xs, ys = r.curve("train/sse")
             series.append((f"{r.get('model')} d{r.get('depth')} w{r.get('width')}", xs, ys,
-                           {"color": color(r.get("model")), "lw": 1, "ls": ["-", "--", ":"][r.get("depth") % 3]}))
+                           {"color": color(r.get("model")), "lw": 1, "ls": dash[r.get("depth")]}))
         plots.curves(out / f"{self.name}.png", series, f"{self.name} ({ctx.profile}): train loss per epoch (Fig. 3a)",
                      "train SSE summed over the epoch's batches")
         n = runs[0].get("n_train") if runs else "?"

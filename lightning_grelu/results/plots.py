@@ -16,11 +16,12 @@ def _pyplot():
     return plt
 
 
-def curves(path: Path, series: list[tuple[str, list[float], list[float], dict]], title: str, ylabel: str,
-           xlabel: str = "epoch", logy: bool = True, vlines: list[float] = ()) -> None:
-    """``series``: (label, xs, ys, matplotlib style kwargs)."""
+def curves_figure(series: list[tuple[str, list[float], list[float], dict]], title: str, ylabel: str,
+                  xlabel: str = "epoch", logy: bool = True, vlines: list[float] = (), vline_label: str = ""):
+    """``series``: (label, xs, ys, matplotlib style kwargs). ``vlines`` (e.g. the switch epoch) get one
+    legend entry, ``vline_label``. The legend sits beside the axes, never over the curves."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = plt.subplots(figsize=(7.6, 4.4))
     drawn = False
     for label, xs, ys, style in series:
         if logy:
@@ -28,8 +29,8 @@ def curves(path: Path, series: list[tuple[str, list[float], list[float], dict]],
         if xs:
             ax.plot(xs, ys, label=label, **style)
             drawn = True
-    for x in vlines:
-        ax.axvline(x, color="grey", lw=0.8, ls=":")
+    for i, x in enumerate(vlines):
+        ax.axvline(x, color="grey", lw=0.8, ls=":", label=(vline_label or None) if i == 0 else None)
     if logy and drawn:
         ax.set_yscale("log")
     if not drawn:
@@ -38,10 +39,22 @@ def curves(path: Path, series: list[tuple[str, list[float], list[float], dict]],
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     if drawn and len(series) <= 16:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    return fig
+
+
+def curves(path: Path, *args, **kwargs) -> None:
+    plt = _pyplot()
+    fig = curves_figure(*args, **kwargs)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
+
+
+def line_styles(values) -> dict:
+    """A distinct dash pattern per distinct value (e.g. per depth), in sorted order."""
+    dashes = ["-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3))]
+    return {v: dashes[i % len(dashes)] for i, v in enumerate(sorted(set(values)))}
 
 
 def loss_curves(path: Path, runs: list[Run], label_of, column: str = "train/sse", title: str = "") -> None:
