@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import json
 import subprocess
 import sys
@@ -72,3 +73,43 @@ def test_report_reads_a_sweeps_study(tmp_path, runs):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "2 runs" in out.stdout and "grelu" in out.stdout and "relu" in out.stdout
+
+
+def test_groups_sort_numerically_and_every_mean_has_its_count(tmp_path):
+    from lightning_grelu.results.records import find_runs
+    from lightning_grelu.results.tables import aggregate
+
+    root = tmp_path / "runs"
+    for i, w in enumerate((118, 14, 200, 20, 14)):
+        fixture_run(root, f"r{i}", "relu", w, 1e-4 if i != 4 else 0.5)
+    rows = aggregate(find_runs(root), ["model.width"], ["train/sse", "steps_to_eps", "test/acc"])
+    assert [r["model.width"] for r in rows] == [14, 20, 118, 200]  # not "118" < "14" < "20" < "200"
+    w14 = rows[0]
+    assert w14["runs"] == 2 and w14["steps_to_eps_n"] == 1 and w14["steps_to_eps"] == 10  # 1 of 2 reached eps
+    assert w14["train/sse_n"] == 2 and w14["test/acc"] is None and w14["test/acc_n"] == 0  # missing, not 0
+
+
+def test_the_console_table_keeps_whole_headers_on_a_narrow_terminal(tmp_path, runs):
+    out = subprocess.run([REPORT, str(runs), "--by", "model.name", "--out", str(tmp_path / "rep")],
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "90"})
+    assert out.returncode == 0, out.stderr
+    for header in ("train/sse_min", "train/sse_max", "steps_to_eps_n", "completed"):
+        assert header in out.stdout, out.stdout
+    assert "…" not in out.stdout
+
+
+def test_loss_curves_are_grouped_in_gd_steps_with_robust_limits(tmp_path):
+    from lightning_grelu.results.plots import grouped_loss_figure
+    from lightning_grelu.results.records import find_runs
+
+    root = tmp_path / "runs"
+    for i in range(12):
+        fixture_run(root, f"g{i}", "grelu" if i % 2 else "relu", 100, 1e-3)
+    bad = root / "g0" / "metrics.csv"  # one run blew up
+    bad.write_text("epoch,step,train/sse\n0,4,5.0\n1,8,1e10\n2,12,1e22\n")
+    fig = grouped_loss_figure(find_runs(root), ["model.name"], "train/sse")
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert sorted(labels) == ["model.name=grelu (6 runs)", "model.name=relu (6 runs)"]  # one entry per group
+    assert ax.get_ylim()[1] < 1e12  # the 1e22 point does not set the scale
+    assert ax.get_xlabel() == "GD step" and max(max(ln.get_xdata()) for ln in ax.get_lines()) == 12

@@ -61,28 +61,46 @@ def report(runs, by: list[str], metrics: list[str], curve: str, out: Path) -> li
         tables.write_csv(rows, tmp / "report.csv")
         md = [f"# Run report ({len(runs)} runs)", "",
               "Loss: `sse = 1/2 sum_i ||f(x_i)-y_i||^2` (the paper's \"MSE\"), `mse = 1/n sum_i ||f(x_i)-y_i||^2`. "
-              "Per group: mean, and `_min`/`_max` over its runs.", "", tables.markdown(rows),
+              "Per group: the mean over the runs that have the metric, `_n` how many those are (e.g. `steps_to_eps` only "
+              "exists for runs that reached eps), `_min`/`_max`; `-` is missing.", "", tables.markdown(rows),
               f"![{curve}](loss_curves.png)", ""]
         (tmp / "report.md").write_text("\n".join(md))
-        plots.loss_curves(tmp / "loss_curves.png", runs,
-                          lambda r: " ".join(tables.fmt(r.get(k)) for k in by) + f" [{r.name}]", curve,
-                          title=f"{curve} per epoch")
+        plots.grouped_loss_curves(tmp / "loss_curves.png", runs, by, curve)
     return rows
 
 
-def print_rows(rows: list[dict]) -> None:
+def print_rows(rows: list[dict], by: list[str], width: int | None = None) -> None:
+    """The table on the terminal with whole headers: when the columns do not fit, they are split over
+    several tables, each repeating the group keys."""
     from rich.console import Console
     from rich.table import Table
 
     from lightning_grelu.results.tables import columns, fmt
 
-    table = Table()
+    console = Console(width=width) if width else Console()
     cols = columns(rows)
-    for c in cols:
-        table.add_column(c)
-    for r in rows:
-        table.add_row(*[fmt(r.get(c)) for c in cols])
-    Console(width=220).print(table)
+    keys = [c for c in cols if c in by]
+    rest = [c for c in cols if c not in keys]
+
+    def need(c):
+        return max([len(c), *(len(fmt(r.get(c))) for r in rows)]) + 3
+
+    room = max(console.width - sum(need(c) for c in keys) - 1, 20)
+    chunks, chunk, used = [], [], 0
+    for c in rest:
+        if chunk and used + need(c) > room:
+            chunks.append(chunk)
+            chunk, used = [], 0
+        chunk.append(c)
+        used += need(c)
+    chunks.append(chunk)
+    for part in chunks:
+        table = Table()
+        for c in [*keys, *part]:
+            table.add_column(c, no_wrap=True, min_width=len(c), justify="left" if c in keys else "right")
+        for r in rows:
+            table.add_row(*[fmt(r.get(c)) for c in [*keys, *part]])
+        console.print(table)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -99,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_CONFIG)
     rows = report(runs, [k for k in args.by.split(",") if k], [m for m in args.metrics.split(",") if m],
                   args.curve, Path(args.out))
-    print_rows(rows)
+    print_rows(rows, [k for k in args.by.split(",") if k])
     print(f"grelu-report: {len(runs)} runs -> {args.out}/report.md, report.csv, loss_curves.png")
 
 

@@ -63,3 +63,51 @@ def loss_curves(path: Path, runs: list[Run], label_of, column: str = "train/sse"
         xs, ys = r.curve(column)
         series.append((label_of(r), xs, ys, {"lw": 1}))
     curves(path, series, title or column, column)
+
+
+def grouped_loss_curves(path: Path, runs: list[Run], by: list[str], column: str = "train/sse") -> None:
+    plt = _pyplot()
+    fig = grouped_loss_figure(runs, by, column)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def grouped_loss_figure(runs: list[Run], by: list[str], column: str = "train/sse"):
+    """Many runs, legibly: one colour per group (its keys), one legend entry per group with its run count,
+    x in GD steps (``step``: runs with different steps per epoch share the axis truthfully), log y limited
+    from the smallest value to just above the largest starting loss (a diverged run's 1e22 does not flatten
+    the others)."""
+    import numpy as np
+
+    from lightning_grelu.results.tables import fmt, group_runs
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8.4, 4.8))
+    groups = group_runs(runs, by)
+    cmap = plt.get_cmap("tab10" if len(groups) <= 10 else "viridis")
+    values, starts = [], []
+    for i, (key, members) in enumerate(groups.items()):
+        colour = cmap(i % 10) if len(groups) <= 10 else cmap(i / max(len(groups) - 1, 1))
+        label = ", ".join(f"{k}={fmt(v)}" for k, v in zip(by, key)) + f" ({len(members)} runs)"
+        for j, r in enumerate(members):
+            xs, ys = r.curve(column, x="step" if r.metrics.get("step") else "epoch")
+            pts = [(x, y) for x, y in zip(xs, ys) if y > 0]
+            if pts:
+                ax.plot(*zip(*pts), color=colour, lw=0.9, alpha=0.8, label=label if j == 0 else None)
+                values += [y for _, y in pts]
+                starts.append(pts[0][1])
+    if values:
+        ax.set_yscale("log")
+        # top: a little above the largest starting loss (a diverging run leaves the plot upwards, marked as
+        # such by its line; it no longer squeezes every other run into one band); bottom: the smallest value
+        logs = np.log10(values)
+        ax.set_ylim(10 ** (logs.min() - 0.2), 10 ** (np.log10(max(starts)) + 0.5))
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0,
+                  title=", ".join(by) if by else None, title_fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no finite values to plot", ha="center", transform=ax.transAxes)
+    ax.set_xlabel("GD step")
+    ax.set_ylabel(column)
+    ax.set_title(f"{column} per GD step, {len(runs)} runs in {len(groups)} groups", fontsize=10)
+    fig.tight_layout()
+    return fig
