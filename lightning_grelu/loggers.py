@@ -62,8 +62,11 @@ def publish_summary(loggers: list, summary: dict) -> None:
     for lg in loggers:
         if type(lg).__name__ == "WandbLogger":
             lg.experiment.summary.update({**numbers, "status": summary["status"]})
-        else:
-            lg.log_metrics({f"summary/{k}": v for k, v in numbers.items()})
+        else:  # after fit the logger has flushed and closed: log the row at the run's last step, then save it
+            lg.log_metrics({f"summary/{k}": v for k, v in numbers.items()}, step=int(summary.get("steps") or 0))
+            lg.save()
+            if hasattr(lg, "finalize"):
+                lg.finalize("success" if summary["status"] == "completed" else "failed")
 
 
 def finish_wandb(loggers: list, exit_code: int = 0) -> None:
