@@ -42,6 +42,9 @@ warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")  # a resume writes beside its checkpoints
 warnings.filterwarnings("ignore", message=".*callbacks used to create the checkpoint need to be provided.*")  # ditto
+# a full-batch epoch is one step: the per-epoch run record is the log; per-rank throughput probes need no sync
+warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+warnings.filterwarnings("ignore", message=r".*recommended to use `self.log\('probe/.*sync_dist=True.*")
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
 

@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
                           else "cpu")
     precision = args.precision or ("bf16-mixed" if device.type == "cuda" else "32-true")
     warnings.filterwarnings("ignore")
+    import lightning.pytorch  # noqa: F401  (its import sets its loggers to INFO: quiet them after it)
+
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
     results = run_case(args.case, args.modes, precision, device, args.warmup, args.steps, args.repeats,
