@@ -21,6 +21,8 @@ def run_name_tag(overrides: str) -> str:
 
 
 OmegaConf.register_new_resolver("grelu_tag", run_name_tag, replace=True)
+# numbers in names: 4 significant digits (lr1.23e-05, not lr1.2296071107325715e-05)
+OmegaConf.register_new_resolver("grelu_num", lambda v: f"{float(v):.3g}", replace=True)
 # paths.data_dir: one root for every data set's files (absolute in the run's config.yaml)
 OmegaConf.register_new_resolver("grelu_abspath", lambda p: str(Path(p).expanduser().absolute()), replace=True)
 

@@ -56,9 +56,15 @@ def build_loggers(cfg: DictConfig, run_dir: Path, resuming: bool = False) -> lis
     return loggers
 
 
+# summary keys that repeat a config value (model.width, ...): W&B would show both as separate columns. (``lr``
+# stays: it is the step the lr policy chose, which differs from model.lr unless the policy is fixed.)
+CONFIG_ECHOES = ("width", "depth", "seed", "eps", "eps_relative")
+
+
 def publish_summary(loggers: list, summary: dict) -> None:
     """The run's headline numbers: W&B's run summary (what its tables compare), a last row elsewhere."""
-    numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+               and k not in CONFIG_ECHOES}
     for lg in loggers:
         if type(lg).__name__ == "WandbLogger":
             lg.experiment.summary.update({**numbers, "status": summary["status"]})

@@ -32,7 +32,7 @@ from lightning_grelu.errors import ConfigError
 
 # Keys a resume may change: where things go, what is logged or probed, how often checkpoints are taken,
 # how long to train (checked against the checkpoint) and on which hardware.
-RESUMABLE = ("ckpt_path", "overwrite", "optimized_metric", "paths.", "logger", "callbacks", "experiment_name", "trainer.max_epochs",
+RESUMABLE = ("ckpt_path", "overwrite", "optimized_metric", "sweep_trial", "paths.", "logger", "callbacks", "experiment_name", "trainer.max_epochs",
              "trainer.devices", "trainer.num_nodes", "trainer.accelerator", "trainer.strategy",
              "trainer.enable_progress_bar", "trainer.log_every_n_steps")
 FINISHED = ("completed", "diverged")

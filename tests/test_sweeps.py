@@ -313,6 +313,11 @@ def test_a_larger_n_trials_grows_the_study_once_and_a_smaller_one_says_it_remove
     for number, (params, values) in before.items():  # the first trials are untouched
         assert trials[number].params == params and trials[number].values == values
     assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["ackley_grid"]  # no marker left
+    import yaml
+
+    for t in trials:  # each trial's config names its study and trial number (W&B tables show it)
+        cfg = yaml.safe_load((Path(t.user_attrs["run_dir"]) / "config.yaml").read_text())
+        assert cfg["sweep_trial"] == {"study": "ackley_grid", "number": t.number}
     smaller = sweep(*base, "sweep.n_trials=3", cwd=tmp_path)
     assert smaller.returncode == 0, smaller.stderr
     assert "the study has 5 trials; sweep.n_trials=3 removes none" in smaller.stdout

@@ -210,7 +210,8 @@ def run_trial(spec: SweepSpec, study: optuna.Study, storage, trial: optuna.Trial
     trial.set_user_attr("params", params)
     run_dir = (Path(spec.out_dir) / "trials" / f"{trial.number:05d}").resolve()
     trial.set_user_attr("run_dir", str(run_dir))
-    overrides = [*spec.base, *(f"{k}={v}" for k, v in params.items()), f"experiment_name={spec.name}"]
+    overrides = [*spec.base, *(f"{k}={v}" for k, v in params.items()), f"experiment_name={spec.name}",
+                 f"sweep_trial={{study: {spec.name}, number: {trial.number}}}"]  # in the config W&B tables show
     env = {**os.environ}
     if spec.pruner != "none":  # the trial process reports intermediate losses to this trial
         env.update(GRELU_SWEEP_STORAGE=spec.storage_url(), GRELU_SWEEP_STUDY=spec.name,
