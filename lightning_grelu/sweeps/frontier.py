@@ -102,18 +102,29 @@ class Frontier:
                     self.study.enqueue_trial(params, skip_if_exists=False)
             trial = claim(self.study, self.storage)
             if trial is not None:
-                run_trial(self.spec, self.study, self.storage, trial, fixed=True)
+                run_trial(self.spec, self.study, self.storage, trial, fixed=True, distributions=self.distributions())
             else:
                 time.sleep(POLL_S)
 
+    def distributions(self) -> dict:
+        """The frontier's parameters as Optuna distributions: width over its log range, cells and seeds as
+        the categorical values they take."""
+        from optuna.distributions import CategoricalDistribution, IntDistribution
+
+        out = {name: CategoricalDistribution(list(values)) for name, values in self.fspec.cells.items()}
+        out["model.width"] = IntDistribution(self.fspec.low, self.fspec.high, log=True)
+        out["seed"] = CategoricalDistribution(list(self.fspec.seeds))
+        return out
+
     def _drop_waiting(self, wanted: dict, reason: str) -> None:
-        """Seeds still WAITING once the answer is known would cost a run each for nothing: fail them
-        (without a ``converged`` mark, so a later question about them enqueues them again)."""
+        """Seeds still WAITING once the answer is known would cost a run each for nothing: mark them PRUNED
+        with ``skipped_because`` (not FAIL: nothing went wrong, and a failure would read as one in
+        optuna-dashboard), without a ``converged`` mark, so a later question about them enqueues them again."""
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             if _key(t.system_attrs.get("fixed_params") or {}) in wanted:
                 if self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):  # ours to drop
-                    self.storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
-                    self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                    self.storage.set_trial_user_attr(t._trial_id, "skipped_because", reason)
+                    self.storage.set_trial_state_values(t._trial_id, TrialState.PRUNED)
 
     def cell_frontier(self, cell: dict) -> dict:
         lo, hi = self.fspec.low, self.fspec.high

@@ -82,6 +82,7 @@ def open_study(spec: SweepSpec, placeholders: bool = True) -> tuple[optuna.Study
             grow(study, storage, spec)
         return study, storage
     study.set_user_attr("uid", uuid.uuid4().hex)  # names this study, not just any study of this name
+    study.set_metric_names([metric for metric, _ in spec.objectives])  # optuna-dashboard shows "train/sse"
     if placeholders and spec.sampler == "grid":
         for point in grid_points(spec):
             study.enqueue_trial(point, skip_if_exists=False)
@@ -202,9 +203,17 @@ def _heartbeat(storage, trial_id: int, stop: threading.Event) -> None:
         storage.record_heartbeat(trial_id)
 
 
-def run_trial(spec: SweepSpec, study: optuna.Study, storage, trial: optuna.Trial, fixed: bool = False) -> str:
-    if fixed:  # frontier mode: the parameters the trial was enqueued with (no distributions to learn)
+def run_trial(spec: SweepSpec, study: optuna.Study, storage, trial: optuna.Trial, fixed: bool = False,
+              distributions: dict | None = None) -> str:
+    if fixed:  # frontier mode: the parameters the trial was enqueued with, recorded as Optuna parameters over
+        # the frontier's ranges (``distributions``), so that optuna-dashboard and the CLI can plot them
         params = storage.get_trial(trial._trial_id).system_attrs["fixed_params"]
+        for name, dist in (distributions or {}).items():
+            if name in params:
+                if isinstance(dist, optuna.distributions.IntDistribution):
+                    trial.suggest_int(name, dist.low, dist.high, log=dist.log)
+                else:
+                    trial.suggest_categorical(name, dist.choices)
     else:
         params = {p.name: p.suggest(trial) for p in spec.space}
     trial.set_user_attr("params", params)
