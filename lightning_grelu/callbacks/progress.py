@@ -69,4 +69,5 @@ class ProgressLine(L.Callback):
             sys.stdout.flush()
             self._open = False
 
-    on_exception = on_train_end  # a crash or a signal leaves the terminal on a fresh line
+    def on_exception(self, trainer, pl_module, exception):  # a crash, a divergence or a signal: a fresh line
+        self.on_train_end(trainer, pl_module)

@@ -143,10 +143,17 @@ def fail_dead_trials(study: optuna.Study, storage, spec: SweepSpec | None = None
     if isinstance(storage, optuna.storages.RDBStorage):
         optuna.storages.fail_stale_trials(study)
     host = socket.gethostname()
+    suspects = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         who = t.user_attrs.get("worker", "")
-        if not who.startswith(host + ":") or _alive(int(who.split(":")[1])):
-            continue
+        if who.startswith(host + ":") and not _alive(int(who.split(":")[1])):
+            suspects.append((t._trial_id, who))
+    if suspects:  # a claim sets RUNNING a moment before it names its worker: look again after that moment
+        time.sleep(1.0)
+    for trial_id, who in suspects:
+        t = storage.get_trial(trial_id)
+        if t.state != TrialState.RUNNING or t.user_attrs.get("worker", "") != who:
+            continue  # claimed meanwhile by a live worker (or already handled)
         if _alive(int(t.user_attrs.get("trial_pid", 0) or 0)):
             continue  # its trial process still runs (it stops at an epoch's end: it had SIGTERM with its worker)
         try:
