@@ -26,7 +26,6 @@ from pathlib import Path
 import torch
 
 from lightning_grelu.atomic import write_atomic
-from lightning_grelu.errors import ArgumentParser
 
 # name: (width, depth, batch, d_in, d_out, batches_per_epoch); the first four mirror the reference loop
 CASES = {

@@ -2,7 +2,6 @@
 the measured groups are told apart, the legend does not cover the data, and the title gives eps."""
 
 import numpy as np
-import pytest
 
 from lightning_grelu.sweeps.frontier import frontier_figure
 

@@ -3,11 +3,10 @@ code is the first failing job's, and the task returns the objective a Hydra swee
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 from omegaconf import open_dict
-from conftest import TINY, compose_cfg, run_cli
+from conftest import TINY, run_cli
 
 
 @pytest.mark.slow

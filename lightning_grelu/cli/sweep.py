@@ -20,7 +20,6 @@ from lightning_grelu.signals import Interrupted, raise_on_signals
 
 raise_on_signals()  # first thing: Ctrl-C or SIGTERM is one line and 128+N, never a traceback
 
-import os
 import sys
 from pathlib import Path
 
