@@ -115,9 +115,9 @@ def decide(existing: Existing, config: dict, ckpt_path, overwrite: bool) -> str:
     return "resume" if ckpt_path is not None else "fresh"
 
 
-def clear_records(run_dir: Path) -> None:
+def clear_records(run_dir: Path, keep: tuple[str, ...] = ()) -> None:
     """``overwrite=true`` on a fresh start: the old run's records go first, so nothing of it mixes in."""
-    for name in RECORDS:
+    for name in (r for r in RECORDS if r not in keep):
         p = run_dir / name
         if p.is_dir():
             shutil.rmtree(p)

@@ -25,6 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 from lightning_grelu.atomic import write_atomic
 from lightning_grelu.callbacks import Diverged, DivergenceGuard, RunRecord, TimeToTarget
 from lightning_grelu.callbacks.checkpoint_io import AtomicCheckpointIO, verify
+from lightning_grelu.callbacks.time_to_target import target_key
+from lightning_grelu.scan.verdict import verdict
 from lightning_grelu.config_check import validate
 from lightning_grelu.data.base import DataError
 from lightning_grelu.errors import ConfigError, MachineError
@@ -212,16 +214,37 @@ def _train(cfg: DictConfig, callbacks: list | None, stopper: StopOnSignal, notes
                 (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
                 write_atomic(run_dir / name, text)
     try:
-        return _fit(cfg, callbacks, stopper, dm, model, device, memory, run_dir, ckpt_path, config)
+        summary = _fit(cfg, callbacks, stopper, dm, model, device, memory, run_dir, ckpt_path, config)
+        return _retry_diverged(cfg, summary, callbacks, stopper, dm, device, memory, run_dir, ckpt_path)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _fit(cfg, callbacks, stopper, dm, model, device, memory, run_dir, ckpt_path, config) -> dict:
+def _retry_diverged(cfg, summary, callbacks, stopper, dm, device, memory, run_dir, ckpt_path) -> dict:
+    """Under ``model.lr_policy=ntk`` a diverged run is run again from its initialization at half the step,
+    up to ``ntk_retries`` times (default 1): the step was chosen at init, and a kernel that moves as the net
+    trains can make it too large. The record is the last attempt's; ``lr_retries`` says how many it took and
+    ``lr_diverged`` the steps that diverged. A resumed run keeps the step its checkpoint holds."""
+    retries = int(cfg.get("ntk_retries", 0) or 0) if cfg.model.get("lr_policy") == "ntk" else 0
+    diverged: list[float] = []
+    while summary["status"] == "diverged" and len(diverged) < retries and ckpt_path is None:
+        diverged.append(summary.get("lr"))
+        cfg.model.lr_scale = float(cfg.model.lr_scale) / 2
+        if rank_zero_only.rank == 0:
+            rundir.clear_records(run_dir, keep=("config.yaml", ".hydra", ".lock"))
+            write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        model = build_model(cfg, dm, device)  # the same initial weights (seeded generators)
+        summary = _fit(cfg, callbacks, stopper, dm, model, device, memory, run_dir, None,
+                       OmegaConf.to_container(cfg, resolve=True), {"lr_retries": len(diverged), "lr_diverged": diverged})
+    return summary
+
+
+def _fit(cfg, callbacks, stopper, dm, model, device, memory, run_dir, ckpt_path, config, notes=None) -> dict:
     loggers = build_loggers(cfg, run_dir, resuming=ckpt_path is not None)
     record = RunRecord(run_dir)
-    target = TimeToTarget(cfg.eps, relative=cfg.get("eps_relative", False), stop=cfg.get("stop_at_eps", False))
+    target = TimeToTarget(cfg.eps, relative=cfg.get("eps_relative", False), stop=cfg.get("stop_at_eps", False),
+                          targets=cfg.get("targets"))
     try:
         extra = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     except Exception as e:
@@ -257,7 +280,9 @@ def _fit(cfg, callbacks, stopper, dm, model, device, memory, run_dir, ckpt_path,
         record.flush(trainer)
         if device.type == "cuda":  # what the run really took, beside the estimate it was admitted on
             memory["memory/peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-        summary = {**summarize(cfg, trainer, model, dm, record, target, status, error, wall), **memory}
+        if notes is None:
+            notes = {"lr_retries": 0} if cfg.model.get("lr_policy") == "ntk" else {}
+        summary = {**summarize(cfg, trainer, model, dm, record, target, status, error, wall), **memory, **notes}
         if status == "interrupted":
             summary["signal"] = int(stopper.signum)
         if rank_zero_only.rank == 0:
@@ -265,6 +290,30 @@ def _fit(cfg, callbacks, stopper, dm, model, device, memory, run_dir, ckpt_path,
             publish_summary(loggers, summary)
         finish_wandb(loggers, exit_code=0 if status == "completed" else 1)
     return summary
+
+
+def run_verdict(cfg, trainer, record: RunRecord, target: TimeToTarget, final_sse: float, status: str) -> dict:
+    """The run's verdict under its own budget and eps (see :mod:`lightning_grelu.scan.verdict`), from the SSE of
+    every epoch's first iterate and of the final one."""
+    if status not in ("completed", "diverged") or cfg.eps is None or target.target is None:
+        return {}
+    per_epoch = max(1, trainer.num_training_batches) * int(cfg.model.get("inner_steps", 1) or 1)
+    points = [(int(r["step"]) - per_epoch, float(r["train/sse"])) for r in record.rows
+              if r.get("train/sse") is not None and r.get("step") is not None]
+    if status == "completed" and math.isfinite(final_sse):
+        points.append((trainer.global_step, final_sse))
+    elif status == "diverged":
+        points.append((trainer.global_step, math.inf))
+    points = sorted(dict(points).items())
+    budget = int(cfg.trainer.max_epochs) * per_epoch
+    v = verdict([p[0] for p in points], [p[1] for p in points], target.target, budget)
+    if target.step is not None:  # exact (every iterate was checked), where the record keeps every K-th
+        v = {"verdict": "converged", "steps_to": target.step}
+    out = {"verdict": v["verdict"], "budget_steps": budget}
+    for k in ("late_rate", "extrapolated", "diverged_at"):
+        if k in v:
+            out[f"verdict/{k}"] = v[k]
+    return out
 
 
 def summarize(cfg, trainer, model, dm, record: RunRecord, target: TimeToTarget, status: str, error,
@@ -275,6 +324,7 @@ def summarize(cfg, trainer, model, dm, record: RunRecord, target: TimeToTarget, 
     evaluated = {}
     if status == "completed":
         final = model.evaluate(dm.train_inputs(), dm.split("train").y, stage="train")
+        target.final(trainer, model, final["sse"])
         for split in ("val", "test"):  # final weights on the held-out splits that exist
             if split in dm.splits:
                 for k, v in model.evaluate(dm.inputs(split), dm.split(split).y, stage=split).items():
@@ -303,6 +353,9 @@ def summarize(cfg, trainer, model, dm, record: RunRecord, target: TimeToTarget, 
         "loss_definition": "sse = 1/2 sum_i ||f(x_i)-y_i||^2 ; mse = 1/n sum_i ||f(x_i)-y_i||^2",
         "run_dir": str(Path(cfg.paths.run_dir).resolve()),
     }
+    for t in target.targets:  # the first step reaching each target (null: not within the run)
+        summary[target_key(t)] = target.reached.get(target_key(t))
+    summary.update(run_verdict(cfg, trainer, record, target, final["sse"], status))
     if "acc" in final:
         summary["train/acc"] = final["acc"]
     summary.update(evaluated)

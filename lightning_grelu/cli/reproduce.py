@@ -30,7 +30,8 @@ def parse_args(argv):
     p = ArgumentParser(prog="grelu-reproduce", description=__doc__.split("\n\n")[0])
     p.add_argument("target", nargs="?", choices=sorted(TARGETS), metavar="TARGET",
                    help="one of: " + ", ".join(TARGETS))
-    p.add_argument("--profile", choices=["smoke", "paper"], default="smoke")
+    p.add_argument("--profile", choices=["smoke", "cpu", "paper"], default="smoke",
+                   help="smoke (CPU, minutes), cpu (CPU, hours; atlas and fig2a), paper (the paper's sizes, GPU)")
     p.add_argument("--results", default="results", help="results root (default: %(default)s)")
     p.add_argument("--work", default="runs/reproduce", help="where run directories go (default: %(default)s)")
     p.add_argument("--seeds", type=int, default=None, help="keep only the first N seeds")
@@ -39,12 +40,24 @@ def parse_args(argv):
     p.add_argument("--fresh", action="store_true", help="re-run jobs that finished before")
     p.add_argument("--part", default=None, metavar="K/N",
                    help="run only part K of N (every N-th job from the K-th): a paper profile on short GPU windows")
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help="width-scan targets (atlas, fig2a): the Optuna storage workers share (default: a journal "
+                        "file in the work directory); e.g. postgresql://user@host/db to share one across hosts")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="width-scan targets: local worker processes (default: %(default)s)")
     p.add_argument("--list", action="store_true", help="list the targets and exit")
     args = p.parse_args(argv)
     if not args.list and not args.target:
         p.error("give a TARGET (or --list)")
     if args.seeds is not None and args.seeds < 1:
         p.error("--seeds must be >= 1")
+    if args.workers < 1:
+        p.error("--workers must be >= 1")
+    if args.target and args.profile not in TARGETS[args.target].profiles:
+        p.error(f"{args.target} has no --profile {args.profile}; its profiles: "
+                f"{', '.join(TARGETS[args.target].profiles)}")
+    if (args.storage or args.workers > 1) and args.target and not TARGETS[args.target].engine:
+        p.error(f"--storage and --workers are for width-scan targets (atlas, fig2a), not {args.target}")
     if args.part is not None:
         k, sep, n = args.part.partition("/")
         if not (sep and k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
@@ -81,7 +94,8 @@ def main(argv: list[str] | None = None) -> None:
 
     target = targets[args.target]
     raise_on_signals()
-    ctx = Context(args.profile, seeds=args.seeds, overrides=list(args.override), part=args.part)
+    ctx = Context(args.profile, seeds=args.seeds, overrides=list(args.override), part=args.part,
+                  storage=args.storage, workers=args.workers)
     try:
         command = "grelu-reproduce " + " ".join(shlex.quote(a) for a in argv)
         dest = run_target(target, ctx, Path(args.results), Path(args.work), command, fresh=args.fresh,

@@ -44,6 +44,7 @@ class RegressionModule(L.LightningModule):
         # are exactly those of plain GD; each epoch logs the loss at its first inner step.
         self.inner_steps = inner_steps
         self.automatic_optimization = inner_steps == 1
+        self.inner_sse: list[torch.Tensor] = []  # this epoch's per-inner-step SSEs (inner_steps > 1)
 
     num_classes: int | None = None
 
@@ -93,8 +94,10 @@ class RegressionModule(L.LightningModule):
         if self.automatic_optimization:
             return self._step(batch, "train") * self.trainer.world_size
         opt = self.optimizers()
+        self.inner_sse = []  # the SSE of every inner step's iterate: targets are checked at every GD step
         for i in range(self.inner_steps):
             sse = self._step(batch, "train") if i == 0 else self._sse(batch)
+            self.inner_sse.append(sse.detach())
             opt.zero_grad(set_to_none=True)
             self.manual_backward(sse * self.trainer.world_size)
             opt.step()
@@ -116,17 +119,18 @@ class RegressionModule(L.LightningModule):
         None. The GReLU modules answer from their gate cache and follow the switch."""
         return None, None
 
-    def ntk_lambda_max(self) -> float:
+    def ntk_lambda_max(self) -> dict:
         """lambda_max of the NTK Gram of the net as it now computes, over the rows one step's loss sums:
         the whole training set with full-batch data, else its first batch (a mini-batch step's Gram).
-        Under DDP each rank takes its share of those rows and the products are all-reduced."""
+        Under DDP each rank takes its share of those rows and the products are all-reduced. Returns
+        :func:`ntk.extreme_eigenvalues`'s dict: the value, its relative residual, the products it took."""
         dm, world, rank = self.trainer.datamodule, self.trainer.world_size, self.trainer.global_rank
         x = dm.train_inputs().to(self.net.C.dtype)
         rows = x.shape[0] if dm.batch_size is None else min(dm.batch_size, x.shape[0])
         index = torch.arange(rows, device=x.device)[rank::world]
         forward, gates = self.ntk_spec(index)
-        return ntk.lambda_max(self.net, x[index], gates, forward=forward,
-                              all_reduce=(lambda t: all_reduce(t, "sum")) if world > 1 else None)
+        return ntk.extreme_eigenvalues(self.net, x[index], gates, forward=forward,
+                                       all_reduce=(lambda t: all_reduce(t, "sum")) if world > 1 else None)
 
     def resolve_lr(self) -> None:
         """Apply ``model.lr_policy`` once (a resumed run keeps the lr its checkpoint holds)."""
@@ -145,7 +149,7 @@ class RegressionModule(L.LightningModule):
 
     def log_lr_info(self) -> None:
         for logger in self.loggers:
-            logger.log_metrics({k: float(v) for k, v in self.lr_info.items() if k != "lr_policy"},
+            logger.log_metrics({k: float(v) for k, v in self.lr_info.items() if not isinstance(v, str)},
                                step=self.global_step)
 
     def on_save_checkpoint(self, checkpoint):

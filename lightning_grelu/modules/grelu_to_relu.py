@@ -93,7 +93,7 @@ class GReLUToReLUModule(GReLUModule):
         for opt in self.trainer.optimizers:
             opt.state.clear()
         if self.hparams.lr_policy == "ntk":  # the ReLU net's NTK is not the GReLU's: its own stable step
-            lam = self.ntk_lambda_max()
+            lam = self.ntk_lambda_max()["lambda_max"]
             self.lr_info.update({"ntk/lambda_max_switch": lam, "lr_after_switch": self.hparams.lr_scale / lam})
             self.set_lr(self.lr_info["lr_after_switch"])
             self.log_lr_info()

@@ -43,10 +43,19 @@ def resolve(policy: str, scale: float, lr: float, *, d_x: int, n: int, depth: in
     elif policy == "theorem":
         out["lr"] = scale * theorem_lr(d_x, n, depth, d_y)
     else:
-        lam = float(lambda_max())
+        found = lambda_max()
+        found = found if isinstance(found, dict) else {"lambda_max": float(found)}
+        lam = float(found["lambda_max"])
         if not (math.isfinite(lam) and lam > 0):
             raise ValueError(f"model.lr_policy=ntk: the NTK's largest eigenvalue is {lam!r}; the net computes a "
                              "constant (all units dead?); use model.lr_policy=fixed")
         out["ntk/lambda_max_init"] = lam
+        # how exactly lambda_max is known: lambda lies within rel_residual (relative) of an eigenvalue
+        for key, name in (("rel_residual", "ntk/lambda_max_rel_residual"), ("matvecs", "ntk/eig_matvecs"),
+                          ("lambda_min", "ntk/lambda_min_init")):
+            if found.get(key) is not None:
+                out[name] = float(found[key])
+        if found.get("method"):
+            out["ntk/eig_method"] = found["method"]
         out["lr"] = scale / lam
     return out

@@ -20,6 +20,8 @@ class Context:
     seeds: int | None = None  # keep only the first N seeds (tests, quick looks)
     overrides: list[str] = field(default_factory=list)  # appended to every job
     part: tuple[int, int] | None = None  # (K, N): run only the K-th of N interleaved parts of the jobs
+    storage: str | None = None  # width-scan targets: the study's storage (None: a journal file in the work dir)
+    workers: int = 1  # width-scan targets: local worker processes
 
     def in_part(self, items: list) -> list:
         """The items of this part: every N-th, from the (K-1)-th (all of them when no part is set)."""

@@ -42,6 +42,10 @@ def _run_target(target, ctx, results_root, work, command, fresh, progress, devic
     dev = torch.device("cuda" if device == "gpu" and torch.cuda.is_available() else "cpu")
     with atomic_dir(dest) as out:
         copy_records(work, out)
+        if target.engine:  # a width scan's records: one compact file
+            from lightning_grelu.results.records import write_jsonl
+
+            write_jsonl(target.runs(ctx, work), out / "runs" / "records.jsonl.gz")
         body = target.report(work, out, ctx)
         (out / "README.md").write_text(header(target, ctx, command, hardware(dev), commit()) + parts
                                        + "## Measured\n\n" + body)

@@ -15,7 +15,7 @@ from pathlib import Path
 from lightning_grelu.reproduce.job import Context, Job
 from lightning_grelu.reproduce.jobs import run_jobs
 
-PROFILES = ("smoke", "paper")
+PROFILES = ("smoke", "cpu", "paper")
 __all__ = ["Context", "Job", "Target", "run_jobs"]  # targets import these from here
 
 
@@ -25,13 +25,38 @@ class Target:
     data: str | None = None  # the dataset every job reads, checked before any run
     paper: str = ""  # Markdown: the paper's numbers or claim, quoted
     cannot_show: dict[str, str] = {}  # profile -> what that profile cannot show, said in the README
+    profiles: tuple[str, ...] = ("smoke", "paper")
+    engine = False  # True: the runs are a width scan (``scan``) run by the width-search engine, not ``jobs``
 
     def jobs(self, ctx: Context) -> list[Job]:
         raise NotImplementedError
 
+    def scan(self, ctx: Context, work: Path):
+        """The width scan of an ``engine`` target (:class:`lightning_grelu.scan.engine.Scan`)."""
+        raise NotImplementedError
+
     def execute(self, ctx: Context, work: Path, fresh: bool, progress) -> None:
-        """Run every job into ``work/<label>/`` (override for targets that are not training runs)."""
+        """Run every job into ``work/<label>/``, or an engine target's scan (its trials in ``work/trials/``)."""
+        if self.engine:
+            from lightning_grelu.scan.work import fresh_start, run_workers
+
+            scan = self.scan(ctx, work)
+            if fresh:
+                fresh_start(scan)
+            run_workers(scan, ctx.workers, progress)
+            return
         run_jobs(self.jobs(ctx), ctx, work, fresh, progress)
+
+    def runs(self, ctx: Context, work: Path) -> list:
+        """The run records a report reads: the work directory's, or an engine target's study's (from any host)."""
+        if self.engine:
+            from lightning_grelu.results.records import runs_from_study
+
+            scan = self.scan(ctx, work)
+            return runs_from_study(scan.sweep_spec().storage_url(), scan.name)
+        from lightning_grelu.reproduce.common import runs_in
+
+        return runs_in(work)
 
     def report(self, work: Path, out: Path, ctx: Context) -> str:
         """Read the run records under ``work``, write CSV/PNG into ``out``, return the README's body."""

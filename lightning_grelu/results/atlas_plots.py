@@ -1,6 +1,6 @@
-"""The atlas's figures: minimal width m* against one axis (n, L or d_y), the other two held at their
-smallest values, per (data, model): the seeds' m* (dots), their median (line), the fitted power law
-(dashed) and the theory line m = n^2 L d_y (black)."""
+"""The atlas's figures: a phase diagram per (data, model) (width against n, colour = fraction of seeds converged,
+one panel per (L, d_y), with the counting width, n^2 L d_y and nL drawn on it), the n-exponent of m*_50 against
+the budget T per target, and kappa(NTK at init) against the measured steps."""
 
 from __future__ import annotations
 
@@ -9,58 +9,98 @@ from pathlib import Path
 
 from lightning_grelu.results import scaling
 from lightning_grelu.results.plots import _pyplot
-
-STYLE = {("ackley", "relu"): ("tab:red", "o"), ("ackley", "grelu"): ("tab:blue", "o"),
-         ("synthetic", "relu"): ("tab:orange", "s"), ("synthetic", "grelu"): ("tab:cyan", "s")}
+from lightning_grelu.scan import grid
 
 
-def plot_axes(out: Path, found: list[scaling.Search], fits: dict) -> None:
-    for axis in scaling.AXES:
-        plot_axis(out / f"atlas_{axis}.png", axis, found, fits)
+def phase_diagrams(out: Path, found: list[scaling.Cell], protocol) -> None:
+    for g in sorted({c.group for c in found}):
+        phase_diagram(out / f"atlas_phase_{g[0]}_{g[1]}.png", [c for c in found if c.group == g], protocol, g)
 
 
-def plot_axis(path: Path, axis: str, found: list[scaling.Search], fits: dict) -> None:
+def phase_diagram(path: Path, cells: list[scaling.Cell], protocol, group) -> None:
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
-    others = [a for a in scaling.AXES if a != axis]
-    fixed = {a: min(s.cell[a] for s in found) for a in others} if found else {}
-    xs_all: set[int] = set()
-    for group in sorted({s.group for s in found}):
-        pts = [s for s in found if s.group == group and all(s.cell[a] == fixed[a] for a in others)]
-        xs = sorted({s.cell[axis] for s in pts})
-        if len(xs) < 2:
-            continue  # this axis does not vary for this group (Ackley has d_y = 1 only)
-        xs_all.update(xs)
-        color, marker = STYLE.get(group, ("grey", "^"))
-        label = f"{group[0]} {group[1]}"
-        for s in pts:
-            if s.m_star is not None:
-                ax.plot(s.cell[axis], s.m_star, marker, color=color, alpha=0.35, ms=4)
-        med = [(x, scaling.median_width([s.m_star for s in pts if s.cell[axis] == x])) for x in xs]
-        med = [(x, m) for x, m in med if m is not None]
-        if med:
-            ax.plot(*zip(*med), "-", color=color, lw=1.5, label=f"{label}: m* (median of seeds)")
-        fit = fits.get(group, {})
-        if axis in fit:
-            pred = [scaling.predict(fit, {**fixed, axis: x}) for x in xs]
-            ax.plot(xs, pred, "--", color=color, lw=1,
-                    label=f"{label}: fit, exponent {fit[axis]['estimate']:.2f}")
-    if xs_all:
-        xs = sorted(xs_all)
-        theory = [math.prod({**fixed, axis: x}[a] ** scaling.THEORY[a] for a in scaling.AXES) for x in xs]
-        ax.plot(xs, theory, "k-", lw=1.2, label="theory m = n^2 L d_y")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xticks(xs, [str(x) for x in xs])  # the values measured, not log-decade labels
-        ax.minorticks_off()
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    else:
-        ax.text(0.5, 0.5, f"{axis} does not vary in these records", ha="center", transform=ax.transAxes)
-    held = ", ".join(f"{a} = {v}" for a, v in fixed.items())
-    ax.set_title(f"Minimal width m* vs {axis} ({held}); ntk step", fontsize=10)
-    ax.set_xlabel(axis)
-    ax.set_ylabel("minimal converging width m*")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    panels = sorted({(c.cell["L"], c.cell["d_y"]) for c in cells})
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False, sharex=True, sharey=True)
+    cmap = plt.get_cmap("viridis")
+    for ax, (L, d_y) in zip(axes.flat, panels):
+        mine = sorted((c for c in cells if (c.cell["L"], c.cell["d_y"]) == (L, d_y)), key=lambda c: c.cell["n"])
+        for c in mine:
+            for w, f in grid.fractions(c.done(), protocol).items():
+                ax.scatter(c.cell["n"], w, c=[cmap(f)], s=28, marker="s", edgecolors="none", zorder=3)
+        ns = sorted({c.cell["n"] for c in mine})
+        if ns:
+            ax.plot(ns, [grid.counting_width(n, d_y, L) for n in ns], "--", color="black", lw=1,
+                    label="counting sqrt(n d_y / L)")
+            ax.plot(ns, [n * n * L * d_y for n in ns], "-", color="tab:red", lw=1, label="theory n^2 L d_y")
+            ax.plot(ns, [n * L for n in ns], ":", color="tab:orange", lw=1.2, label="nL")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log", base=2)
+        ax.set_title(f"L = {L}, d_y = {d_y}", fontsize=9)
+        ax.set_xlabel("n")
+        ax.set_ylabel("width m")
+        top = max((w for c in mine for w in c.answers), default=2)
+        ax.set_ylim(0.8, top * 2.5)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1))
+    fig.colorbar(sm, ax=axes, fraction=0.03, label="fraction of seeds converged")
+    fig.legend(handles, labels, loc="upper center", ncol=3, fontsize=8, bbox_to_anchor=(0.45, 1.02))
+    T, eps = protocol
+    fig.suptitle(f"{group[1]} on {group[0]}: reached {eps:.0e} x initial SSE within {T} GD steps", fontsize=10,
+                 y=1.06)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
+
+def exponent_vs_budget(path: Path, fits: dict, groups, budgets, targets) -> None:
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 3.4), squeeze=False, sharey=True)
+    for ax, g in zip(axes[0], groups):
+        for eps in targets:
+            pts = [(T, fits[(g, (T, eps), "m50")].get("n")) for T in budgets]
+            pts = [(T, e) for T, e in pts if e]
+            if pts:
+                ax.errorbar([T for T, _ in pts], [e["estimate"] for _, e in pts],
+                            yerr=[[e["estimate"] - e["ci95"][0] for _, e in pts],
+                                  [e["ci95"][1] - e["estimate"] for _, e in pts]], marker="o", capsize=3,
+                            label=f"eps {eps:.0e}")
+        ax.axhline(2.0, color="tab:red", lw=1, label="theory 2")
+        ax.axhline(0.5, color="black", ls="--", lw=1, label="counting 0.5")
+        ax.set_xscale("log")
+        ax.set_xlabel("budget T (GD steps)")
+        ax.set_title(f"{g[1]} on {g[0]}", fontsize=9)
+    axes[0][0].set_ylabel("n exponent of m*_50")
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def kappa_scatter(path: Path, points: list[tuple], protocol) -> None:
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    colors = {"relu": "tab:red", "grelu": "tab:blue"}
+    for model in sorted({p[0] for p in points}):
+        ps = [p for p in points if p[0] == model]
+        axes[0].scatter([p[1] for p in ps], [p[2] for p in ps], s=8, alpha=0.5, color=colors.get(model), label=model)
+        pp = [p for p in ps if p[3]]
+        axes[1].scatter([p[3] for p in pp], [p[2] for p in pp], s=8, alpha=0.5, color=colors.get(model), label=model)
+    for ax, xl in zip(axes, ("kappa = lambda_max / lambda_min of the NTK at init",
+                             "linearised GD's steps (model linearised at init)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(xl)
+        ax.set_ylabel("measured steps to eps")
+        ax.legend(fontsize=8)
+    if any(p[3] for p in points):
+        lo = min(min(p[3] for p in points if p[3]), min(p[2] for p in points))
+        hi = max(max(p[3] for p in points if p[3]), max(p[2] for p in points))
+        axes[1].plot([lo, hi], [lo, hi], color="black", lw=1)
+    T, eps = protocol
+    fig.suptitle(f"runs that reached {eps:.0e} x initial SSE within {T} steps", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's: a width scan has thousands of records
+
 
 class RecordError(Exception):
     """A run record that cannot be read; the message names the file and what to do."""
@@ -85,7 +87,7 @@ def load_run(path: str | Path) -> Run:
                           "that job or delete the directory")
     config_path = path / "config.yaml"
     try:
-        config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
+        config = yaml.load(config_path.read_text(), Loader=_LOADER) if config_path.exists() else {}
     except yaml.YAMLError as e:
         raise RecordError(f"{config_path}: corrupt ({str(e).splitlines()[0]})") from None
     return Run(name=path.name, summary=summary, config=config or {}, metrics=read_metrics(path / "metrics.csv"),
@@ -97,8 +99,10 @@ def find_runs(root: str | Path) -> list[Run]:
     root = Path(root)
     if not root.exists():
         raise RecordError(f"{root}: no such directory")
+    if root.is_file() and root.name.endswith((".jsonl", ".jsonl.gz")):
+        return read_jsonl(root)
     dirs = sorted({p.parent for p in root.rglob("summary.json")})
-    return [load_run(d) for d in dirs]
+    return [load_run(d) for d in dirs] + [r for f in sorted(root.rglob("records.jsonl*")) for r in read_jsonl(f)]
 
 
 def runs_from_study(storage: str, study_name: str) -> list[Run]:
@@ -120,10 +124,55 @@ def runs_from_study(storage: str, study_name: str) -> list[Run]:
         run_dir = t.user_attrs.get("run_dir")
         if run_dir and (Path(run_dir) / "summary.json").exists():
             run = load_run(run_dir)
-            run.name = f"trial{t.number:05d}"
-            run.summary.setdefault("trial_state", t.state.name.lower())
-            runs.append(run)
+        elif t.state.is_finished() and t.user_attrs.get("record"):  # a width-scan trial run on another host
+            run = from_record(t.user_attrs["record"])
+        else:
+            continue
+        run.name = f"trial{t.number:05d}"
+        run.summary.setdefault("trial_state", t.state.name.lower())
+        runs.append(run)
     return runs
+
+
+def from_record(record: dict) -> Run:
+    """A run from its compact record (``{"summary", "curve": [[step, sse], ...], "overrides"}``), as a width
+    scan keeps it in its study and ``records.jsonl.gz`` keeps it in results."""
+    curve = record.get("curve") or []
+    metrics = {"epoch": [float(t) for t, _ in curve], "step": [float(t) for t, _ in curve],
+               "train/sse": [float(v) if v is not None else float("nan") for _, v in curve]}
+    config = {"overrides": record.get("overrides", [])}
+    return Run(name=str(record.get("name", "")), summary=dict(record["summary"]), config=config, metrics=metrics)
+
+
+def write_jsonl(runs: list[Run], path: Path) -> None:
+    """Every run as one compact record per line (gzip when the name ends in .gz): a width scan's thousands of
+    runs in one file rather than thousands of directories."""
+    import gzip
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wt", encoding="utf-8") as f:
+        for r in runs:
+            xs, ys = r.curve("train/sse", x="step" if r.metrics.get("step") else "epoch")
+            summary = {k: v for k, v in r.summary.items() if k not in ("run_dir", "loss_definition")
+                       and not k.startswith("probe/")}
+            for key in ("d_out", "d_in"):  # what a cell needs, when it was only in the config
+                if summary.get(key) is None and r.get(f"data.{key}") is not None:
+                    summary[key] = r.get(f"data.{key}")
+            f.write(json.dumps({"name": r.name, "summary": summary, "curve": [[x, float(f"{y:.6g}")] for x, y in
+                                                                             zip(xs, ys)],
+                                "overrides": r.config.get("overrides") or []}, separators=(",", ":")) + "\n")
+
+
+def read_jsonl(path: Path) -> list[Run]:
+    import gzip
+
+    opener = gzip.open if str(path).endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            return [from_record(json.loads(line)) for line in f if line.strip()]
+    except (OSError, ValueError, KeyError) as e:
+        raise RecordError(f"{path}: not a records file ({type(e).__name__}: {e})") from None
 
 
 def runs_from_wandb(project: str, filters: dict | None = None) -> list[Run]:

@@ -64,6 +64,7 @@ class SweepSpec:
     trial_timeout_s: float | None = None
     db_timeout_s: float = 30.0
     extra: dict = field(default_factory=dict)
+    fsync_each: bool = True  # journal storages: fsync every operation (a width scan syncs once per batch)
 
     @property
     def directions(self) -> list[str]:

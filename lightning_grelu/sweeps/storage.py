@@ -4,6 +4,7 @@ heartbeats, so a trial whose worker died is noticed (and retried on PostgreSQL).
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
@@ -19,7 +20,34 @@ DB_TIMEOUT_S = float(os.environ.get("GRELU_DB_TIMEOUT_S", 30))  # default bound 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental"
 
 
-def make_storage(url: str, retry_dead: bool, timeout_s: float = DB_TIMEOUT_S, create: bool = True):
+class _BatchSyncedJournal(optuna.storages.journal.JournalFileBackend):
+    """Optuna's journal file without an fsync per operation (a width scan makes some 13 per trial, 3 ms each
+    here). Appends still take the file lock and reach the file at once, so a killed worker loses nothing;
+    :func:`sync` makes them durable, which a width scan does after every batch (a power cut loses at most the
+    batch in hand, which is run again; a torn last line is skipped by the reader)."""
+
+    def append_logs(self, logs):
+        from optuna.storages.journal._file import get_lock_file
+
+        with get_lock_file(self._lock):
+            text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
+            with open(self._file_path, "ab") as f:
+                f.write(text.encode("utf-8"))
+
+    def sync(self) -> None:
+        with open(self._file_path, "ab") as f:
+            os.fsync(f.fileno())
+
+
+def sync(storage) -> None:
+    """Make a storage's writes durable where they are not at once (a width scan's journal)."""
+    backend = getattr(storage, "_backend", None)
+    if isinstance(backend, _BatchSyncedJournal):
+        backend.sync()
+
+
+def make_storage(url: str, retry_dead: bool, timeout_s: float = DB_TIMEOUT_S, create: bool = True,
+                 fsync_each: bool = True):
     """``timeout_s`` bounds connecting and each statement on PostgreSQL (a server that accepts a connection
     and never answers cannot hang a worker or a report) and waiting for SQLite's write lock. ``create=False``
     (readers: grelu-report) refuses a file storage that does not exist instead of making one."""
@@ -28,7 +56,8 @@ def make_storage(url: str, retry_dead: bool, timeout_s: float = DB_TIMEOUT_S, cr
         _check_parent(path, url, create)
         lock = optuna.storages.journal.JournalFileOpenLock(str(path))
         try:
-            return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path), lock_obj=lock))
+            backend = optuna.storages.journal.JournalFileBackend if fsync_each else _BatchSyncedJournal
+            return optuna.storages.JournalStorage(backend(str(path), lock_obj=lock))
         except OSError as e:
             raise MachineError(f"sweep.storage {url!r} cannot be opened: {e.strerror or e}") from None
     if url.startswith("postgresql://"):  # the driver this suite installs: psycopg 3

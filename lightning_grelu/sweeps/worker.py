@@ -58,7 +58,7 @@ def open_study(spec: SweepSpec, placeholders: bool = True) -> tuple[optuna.Study
     bound = binding.read(Path(spec.out_dir))
     # out_dir holds a study's trials: only that study may go on here (a lost storage file is not re-made)
     storage = make_storage(url, retry_dead=url.startswith("postgresql"), timeout_s=spec.db_timeout_s,
-                           create=bound is None)
+                           create=bound is None, fsync_each=spec.fsync_each)
     sampler = make_sampler(spec)
     pruner = optuna.pruners.MedianPruner() if spec.pruner == "median" else optuna.pruners.NopPruner()
     if bound is not None:

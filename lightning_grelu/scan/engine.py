@@ -1,0 +1,400 @@
+"""The one width-search engine: width scans of many series, as trials of one Optuna study, shared by any
+number of workers.
+
+Every evaluated (series, width, seed) is an ordinary trial of the study, with its parameters (the series'
+overrides, ``model.width``, ``seed``) and its run record, so workers on one storage (a journal file or
+SQLite on one machine, PostgreSQL across hosts) share the scan and a restarted one resumes it. Each worker
+loops: look at every trial; under the study's enqueue lock, enqueue the widths each series needs next
+(:func:`lightning_grelu.scan.grid.needed`) that no trial holds yet; claim a batch of waiting trials of one
+shape (the storage's atomic WAITING -> RUNNING) and train them together
+(:mod:`lightning_grelu.scan.runner`), or run one as a grelu-train trial when it cannot be batched; write
+each record and tell the study. Until every series is finished: then every worker stops.
+
+Nothing is run twice: a trial is enqueued only under the lock and only when no trial of those parameters
+exists; a claim is atomic. Nothing is lost: a worker stopped by a signal puts its claimed trials back in the
+queue; a worker that dies leaves them RUNNING under its pid, and the next worker to look puts them back
+(:func:`lightning_grelu.sweeps.worker.fail_dead_trials`); other hosts' dead workers are noticed by missing
+heartbeats (RDB storages). A finished batched trial keeps its record in the storage too (user attribute
+``record``), so the report can be written on any host.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+from lightning_grelu import faults
+from lightning_grelu.errors import ConfigError
+from lightning_grelu.scan import grid, runner
+from lightning_grelu.signals import SIGNALS, Interrupted
+from lightning_grelu.sweeps.spec import SweepSpec
+from lightning_grelu.sweeps.storage import HEARTBEAT_S, sync
+from lightning_grelu.sweeps.worker import WORKER, fail_dead_trials, open_study, release, run_trial
+
+POLL_S = 0.5  # how often an idle worker looks again
+LOCK_STALE_S = 120.0  # an enqueue lock older than this was left by a dead worker
+
+
+@dataclass
+class Scan:
+    """A thin description: which series, which seeds, which widths, under which protocols."""
+
+    name: str
+    base: list[str]  # grelu-train overrides every trial starts from (budget, targets, lr policy, ...)
+    series: list[dict]  # per series: overrides (dotted keys or groups -> value)
+    seeds: list[int]
+    rule: grid.Rule = field(default_factory=grid.Rule)
+    budgets: list[int] = field(default_factory=list)  # the T of every protocol reported (besides the run's own)
+    stop_on: list[tuple[int, float]] = field(default_factory=list)  # protocols the scan must resolve
+    out_dir: str = "scan_out"
+    storage: str | None = None  # None: journal file in out_dir
+    max_nets: int = 64  # nets trained together at most
+    device: str = "cpu"
+    threads: int | None = 1  # torch threads of this worker (small nets: more workers beat more threads)
+
+    def sweep_spec(self) -> SweepSpec:
+        storage = self.storage or f"journal:///{(Path(self.out_dir) / 'study.log').resolve()}"
+        return SweepSpec(name=self.name, base=list(self.base), space=[], objectives=[("train/sse", "minimize")],
+                         sampler="random", n_trials=1, storage=storage, out_dir=str(self.out_dir), fsync_each=False)
+
+    def run_dir(self, params: dict) -> Path:
+        """A trial's run directory, named by its parameters (known when it is enqueued)."""
+        rest = "-".join(f"{k.split('.')[-1]}{v}" for k, v in params.items() if k not in ("model.width", "seed"))
+        label = re.sub(r"[^A-Za-z0-9_.=+-]+", "-", rest)[:150]
+        return (Path(self.out_dir) / "trials" / f"{label}_m{params['model.width']}_s{params['seed']}").resolve()
+
+
+def key(params: dict) -> tuple:
+    return tuple(sorted((k, str(v)) for k, v in params.items()))
+
+
+@dataclass
+class _Series:
+    overrides: dict
+    cfg: object  # composed at the first width and seed: shapes, budget, targets, batchable
+    widths: list[int]
+    start: int
+    why_not_batched: str | None
+    headline: tuple[int, float]
+    protocols: list[tuple[int, float]]
+
+
+class Engine:
+    def __init__(self, scan: Scan, progress=print):
+        self.scan, self.progress = scan, progress
+        self.spec = scan.sweep_spec()
+        Path(scan.out_dir).mkdir(parents=True, exist_ok=True)
+        self.series = [self._describe(s) for s in scan.series]
+        self.study, self.storage = open_study(self.spec, placeholders=False)
+        self.data = runner.DataCache()
+        self._cfgs: dict = {}  # (series, seed) -> (config, resolved config)
+        self._signal: int | None = None
+        self.ran = {"trials": 0, "batches": 0}
+
+    # -- what each series is ----------------------------------------------------------------------
+    def compose(self, params: dict):
+        from lightning_grelu.sweeps.run_trial import compose_trial
+
+        try:
+            return compose_trial("/tmp/unused", [*self.scan.base, *(f"{k}={v}" for k, v in params.items())])
+        except Exception as e:
+            raise ConfigError(f"{self.scan.name}: a trial's config does not compose: {str(e).splitlines()[0]}") from None
+
+    def _describe(self, overrides: dict) -> _Series:
+        from lightning_grelu.config_check import validate
+
+        cfg = self.compose({**overrides, "model.width": self.scan.rule.low or 1, "seed": self.scan.seeds[0]})
+        validate(cfg)
+        widths = grid.grid(self.scan.rule.ratio, self.scan.rule.high)
+        n, d_y, depth = int(cfg.data.get("n") or 1), int(cfg.data.get("d_out", 1) or 1), int(cfg.model.depth)
+        budget, targets = runner.budget_of(cfg), runner.targets_of(cfg)
+        if cfg.get("eps") is None:
+            raise ConfigError(f"{self.scan.name}: a width scan needs eps (what converged means)")
+        headline = (budget, float(cfg.eps))
+        protocols = [p for p in self.scan.stop_on if p[0] <= budget] or [headline]
+        return _Series(overrides, cfg, widths, grid.start_width(self.scan.rule, widths, n, d_y, depth),
+                       runner.batchable(cfg), headline, protocols)
+
+    def params(self, s: _Series, width: int, seed: int) -> dict:
+        return {**s.overrides, "model.width": width, "seed": seed}
+
+    # -- what the study holds -----------------------------------------------------------------------
+    def states(self) -> tuple[dict, set]:
+        """(answered: params key -> answer, pending: params keys WAITING or RUNNING somewhere)."""
+        answered, pending = {}, set()
+        for t in self.study.get_trials(deepcopy=False):
+            params = t.user_attrs.get("params") or t.system_attrs.get("fixed_params")
+            if params is None:
+                continue
+            k = key(params)
+            if t.state.is_finished():
+                answer = (t.user_attrs.get("record") or {}).get("answer") or _answer_from_record(t.user_attrs.get("run_dir"))
+                answered[k] = answer if answer is not None else {}  # a crashed trial answers "not converged"
+            elif t.state in (TrialState.WAITING, TrialState.RUNNING):
+                pending.add(k)
+        return answered, pending - set(answered)
+
+    def done(self, s: _Series, answered: dict) -> dict[int, list[dict]]:
+        """width -> every seed's answer, for the widths every seed has answered."""
+        out = {}
+        for w in s.widths:
+            answers = [answered.get(key(self.params(s, w, seed))) for seed in self.scan.seeds]
+            if all(a is not None for a in answers):
+                out[w] = [{float(t): v for t, v in a.items()} for a in answers]
+        return out
+
+    def _needed(self, answered: dict, pending: set) -> list[dict]:
+        out = []
+        for s in self.series:
+            done = self.done(s, answered)
+            waiting = {w for w in s.widths if any(key(self.params(s, w, seed)) in pending for seed in self.scan.seeds)}
+            for w in grid.needed(self.scan.rule, s.widths, s.start, done, waiting, s.protocols, s.headline):
+                out += [p for seed in self.scan.seeds
+                        if (k := key(p := self.params(s, w, seed))) not in answered and k not in pending]
+        return out
+
+    def finished(self, answered: dict) -> bool:
+        return all(grid.finished(self.scan.rule, s.widths, s.start, self.done(s, answered), s.protocols, s.headline)
+                   for s in self.series)
+
+    # -- the worker loop ----------------------------------------------------------------------------
+    def run(self) -> dict:
+        """Work until every series is finished; returns what this worker ran."""
+        import torch
+
+        if self.scan.threads:
+            torch.set_num_threads(self.scan.threads)
+        previous = {s: signal.signal(s, self._on_signal) for s in SIGNALS}
+        try:
+            while True:
+                self._check_signal()
+                fail_dead_trials(self.study, self.storage, self.spec)
+                answered, pending = self.states()
+                if self._needed(answered, pending):
+                    with self._enqueue_lock():
+                        answered, pending = self.states()  # again, under the lock: what another worker enqueued
+                        for params in self._needed(answered, pending):
+                            self.study.enqueue_trial(params, skip_if_exists=False, user_attrs={
+                                "params": params, "run_dir": str(self.scan.run_dir(params))})
+                    answered, pending = self.states()
+                claimed = self._claim()
+                if claimed:
+                    self._execute(claimed)
+                    continue
+                if self.finished(answered):
+                    return self.ran
+                time.sleep(POLL_S)
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    def _on_signal(self, signum, frame):
+        if self._signal is not None:  # a second signal: stop at once
+            raise Interrupted(signum)
+        self._signal = signum
+
+    def _check_signal(self):
+        if self._signal is not None:
+            raise Interrupted(self._signal)
+
+    def _enqueue_lock(self):
+        return _StudyLock(self.storage, f"{self.scan.name}:enqueue-lock")
+
+    def _series_of(self, params: dict) -> _Series | None:
+        rest = {k: v for k, v in params.items() if k not in ("model.width", "seed")}
+        for s in self.series:
+            if key(s.overrides) == key(rest):
+                return s
+        return None
+
+    def _claim(self) -> list[tuple[optuna.Trial, dict, _Series]]:
+        """Claim waiting trials: a batch of one shape (any series, as many as ``max_nets``), or one trial that
+        grelu-train must run."""
+        waiting = []
+        for t in self.storage.get_all_trials(self.study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
+            params = t.system_attrs.get("fixed_params")
+            s = self._series_of(params) if params else None
+            if s is not None:
+                waiting.append((t, params, s))
+        if not waiting:
+            return []
+        first = waiting[0][2]
+        if first.why_not_batched:
+            pick = [waiting[0]]
+        else:
+            shape = _shape(first.cfg)
+            pick = [w for w in waiting if not w[2].why_not_batched and _shape(w[2].cfg) == shape]
+            pick.sort(key=lambda w: int(w[1]["model.width"]))
+            pick = pick[:self.scan.max_nets]
+        out = []
+        for t, params, s in pick:
+            if self.storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                self.storage.set_trial_user_attr(t._trial_id, "worker", WORKER)
+                self.storage.set_trial_user_attr(t._trial_id, "trial_pid", os.getpid())
+                self.storage.set_trial_user_attr(t._trial_id, "attempts", t.user_attrs.get("attempts", 0) + 1)
+                out.append((optuna.Trial(self.study, t._trial_id), params, s))
+        return out
+
+    def _execute(self, claimed) -> None:
+        trial, params, s = claimed[0]
+        if s.why_not_batched:  # grelu-train in its own process, as a sweep trial
+            run_trial(self.spec, self.study, self.storage, trial, fixed=True, distributions=self.distributions())
+            self.ran["trials"] += 1
+            return
+        stop = threading.Event()
+        beat = None
+        if isinstance(self.storage, optuna.storages.RDBStorage):  # other hosts must not think these are dead
+            beat = threading.Thread(target=_heartbeats, args=(self.storage, [c[0]._trial_id for c in claimed], stop),
+                                    daemon=True)
+            beat.start()
+        try:
+            prepared = []
+            for trial, params, s in claimed:
+                run_dir = self.scan.run_dir(params)
+                cfg, config = self._trial_cfg(s, params, run_dir)
+                prepared.append(runner.prepare(cfg, run_dir, self.data, width=int(params["model.width"]),
+                                               config=config))
+            t0 = time.perf_counter()
+            outcomes = runner.run(prepared, self.scan.device, should_stop=lambda: self._signal is not None,
+                                  max_nets=self.scan.max_nets)
+            seconds = time.perf_counter() - t0
+        except BaseException as e:
+            for trial, _, _ in claimed:  # nothing of the batch is final: back to the queue
+                release(self.storage, trial, f"stopped: {type(e).__name__}: {e}")
+            if isinstance(e, runner_stopped()):
+                raise Interrupted(self._signal or signal.SIGTERM) from None
+            raise
+        finally:
+            stop.set()
+        for (trial, params, s), p, out in zip(claimed, prepared, outcomes):
+            summary = runner.write_record(p, out, self.scan.budgets)
+            self._tell(trial, params, summary, runner.curve(out.sse))
+        sync(self.storage)  # the batch's answers are durable (the journal is synced per batch, not per write)
+        self.ran["trials"] += len(claimed)
+        self.ran["batches"] += 1
+        widths = sorted({int(c[1]["model.width"]) for c in claimed})
+        self.progress(f"{self.scan.name}: {len(claimed)} nets (L={s.cfg.model.depth}, widths {widths[0]}-{widths[-1]}) "
+                      f"in {seconds:.3g} s; {self._status()}")
+
+    def _trial_cfg(self, s: _Series, params: dict, run_dir: Path):
+        """(config, resolved config) of a trial: the series' config composed once per seed (what composing all
+        of its overrides gives), its width and run directory set in the resolved copy (no key reads
+        model.width through an interpolation in a batchable config: it has no logger)."""
+        seed = int(params["seed"])
+        cached = self._cfgs.get((id(s), seed))
+        if cached is None:
+            cfg = OmegaConf.create(OmegaConf.to_container(s.cfg, resolve=False))
+            OmegaConf.update(cfg, "seed", seed)
+            OmegaConf.update(cfg, "experiment_name", self.scan.name)
+            cached = self._cfgs[(id(s), seed)] = (cfg, OmegaConf.to_container(cfg, resolve=True))
+        cfg, resolved = cached
+        config = copy.deepcopy(resolved)
+        config["model"]["width"] = int(params["model.width"])
+        config["paths"]["run_dir"] = str(run_dir)
+        return cfg, config
+
+    def _tell(self, trial: optuna.Trial, params: dict, summary: dict, points) -> None:
+        for name, dist in self.distributions().items():
+            if name in params:
+                if isinstance(dist, optuna.distributions.IntDistribution):
+                    trial.suggest_int(name, dist.low, dist.high, log=dist.log)
+                else:
+                    trial.suggest_categorical(name, dist.choices)
+        answer = {f"{float(k.split('/')[1]):.0e}": v for k, v in summary.items()
+                  if k.startswith("steps_to/")}
+        trial.set_user_attr("record", {"answer": answer, "summary": summary, "curve": points,
+                                       "overrides": [*self.scan.base, *(f"{k}={v}" for k, v in params.items())]})
+        faults.point("tell")
+        value = summary.get("train/sse")
+        self.study.tell(trial, [value if value is not None else float("inf")])  # diverged: an answer, not a fault
+
+    def distributions(self) -> dict:
+        """The scan's parameters as Optuna distributions (optuna-dashboard plots them)."""
+        from optuna.distributions import CategoricalDistribution, IntDistribution
+
+        out = {}
+        for name in {k for s in self.scan.series for k in s}:
+            values = sorted({s.get(name) for s in self.scan.series}, key=str)
+            out[name] = CategoricalDistribution(values)
+        out["model.width"] = IntDistribution(1, max(self.scan.rule.high, *(self.scan.rule.fixed or [1])), log=True)
+        out["seed"] = CategoricalDistribution(list(self.scan.seeds))
+        return out
+
+    def _status(self) -> str:
+        answered, pending = self.states()
+        left = sum(not grid.finished(self.scan.rule, s.widths, s.start, self.done(s, answered), s.protocols,
+                                     s.headline) for s in self.series)
+        return f"{len(answered)} trials done, {len(pending)} waiting or running; {left} of {len(self.series)} series to go"
+
+
+def _shape(cfg) -> tuple:
+    return (int(cfg.model.depth), str(cfg.data.get("name")), int(cfg.data.get("d", cfg.data.get("d_in", 0)) or 0),
+            int(cfg.data.get("d_out", 1) or 1), str(cfg.trainer.get("precision")), runner.budget_of(cfg))
+
+
+def runner_stopped():
+    from lightning_grelu.scan.batched import Stopped
+
+    return Stopped
+
+
+def _heartbeats(storage, trial_ids: list[int], stop: threading.Event) -> None:
+    while not stop.wait(HEARTBEAT_S / 2):
+        for tid in trial_ids:
+            storage.record_heartbeat(tid)
+
+
+def _answer_from_record(run_dir: str | None) -> dict | None:
+    """A trial told by grelu-sweep's worker (or after its worker died): its answer is in its summary."""
+    if not run_dir:
+        return None
+    try:
+        s = json.loads((Path(run_dir) / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    out = {f"{float(k.split('/')[1]):.0e}": v for k, v in s.items() if k.startswith("steps_to/")}
+    if s.get("eps") is not None:
+        out.setdefault(f"{float(s['eps']):.0e}", s.get("steps_to_eps"))
+    return out
+
+
+class _StudyLock:
+    """A lock over one study's enqueueing, on any storage: the marker study ``<name>:enqueue-lock`` (Optuna
+    lets exactly one create succeed). A marker older than LOCK_STALE_S was left by a dead worker."""
+
+    def __init__(self, storage, name: str):
+        self.storage, self.name = storage, name
+
+    def __enter__(self):
+        while True:
+            try:
+                marker = optuna.create_study(study_name=self.name, storage=self.storage)
+                marker.set_user_attr("since", time.time())
+                marker.set_user_attr("holder", WORKER)
+                return self
+            except optuna.exceptions.DuplicatedStudyError:
+                try:
+                    since = optuna.load_study(study_name=self.name, storage=self.storage).user_attrs.get("since")
+                    if since is not None and time.time() - since > LOCK_STALE_S:
+                        optuna.delete_study(study_name=self.name, storage=self.storage)
+                except KeyError:
+                    pass  # released meanwhile
+                time.sleep(0.05)
+
+    def __exit__(self, *exc):
+        try:
+            optuna.delete_study(study_name=self.name, storage=self.storage)
+        except KeyError:
+            pass
+        return False

@@ -1,0 +1,116 @@
+"""Run a width scan with N local workers: ``python -m lightning_grelu.scan.work SPEC.json`` is one worker.
+
+One worker runs in this process; N > 1 start N worker processes on the scan's storage (each with
+cores / N torch threads: small nets gain more from more processes than from more threads) and wait for
+them, passing SIGTERM / SIGINT on to each once. Workers on other machines join by pointing at the same
+storage (``--storage postgresql://...``, or a journal file on a shared filesystem). Exit codes as
+grelu-sweep's: 0 done, 2 bad spec, 128+N stopped by signal N (their trials back in the queue).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from lightning_grelu.errors import EXIT_CONFIG, ConfigError
+from lightning_grelu.scan import grid
+from lightning_grelu.scan.engine import Engine, Scan
+from lightning_grelu.signals import SIGNALS, Interrupted
+
+
+def to_json(scan: Scan) -> str:
+    return json.dumps(dataclasses.asdict(scan))
+
+
+def from_json(text: str) -> Scan:
+    d = json.loads(text)
+    rule = d.pop("rule")
+    rule["fixed"] = tuple(rule["fixed"]) if rule.get("fixed") is not None else None
+    d["stop_on"] = [tuple(p) for p in d.get("stop_on", [])]
+    return Scan(rule=grid.Rule(**rule), **d)
+
+
+def run_workers(scan: Scan, workers: int = 1, progress=print) -> None:
+    """Work on the scan until it is finished, with ``workers`` local workers."""
+    if workers <= 1:
+        Engine(scan, progress).run()
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    spec = dataclasses.replace(scan, threads=threads)
+    Engine(spec, progress)  # creates (or checks) the study once, before the workers race to it
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        f.write(to_json(spec))
+    procs = [subprocess.Popen([sys.executable, "-m", "lightning_grelu.scan.work", f.name], start_new_session=True)
+             for _ in range(workers)]
+    got: list[int] = []
+
+    def forward(signum, frame):
+        got.append(signum)
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in SIGNALS}
+    try:
+        codes = [p.wait() for p in procs]
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        os.unlink(f.name)
+    if got:
+        raise Interrupted(got[0])
+    bad = [c for c in codes if c != 0]
+    if bad:
+        if bad[0] > 128:
+            raise Interrupted(bad[0] - 128)
+        raise ConfigError(f"a scan worker exited {bad[0]} (see its message above); finished trials are kept: run "
+                          "the same command again to go on")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lightning_grelu.signals import raise_on_signals
+
+    raise_on_signals()
+    path = (argv if argv is not None else sys.argv[1:])[0]
+    try:
+        Engine(from_json(Path(path).read_text()), progress=lambda line: print(line, flush=True)).run()
+    except ConfigError as e:
+        print(f"scan worker: error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except Interrupted as e:
+        print(f"scan worker: {e}: its trials are back in the queue", file=sys.stderr)
+        return e.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def fresh_start(scan: Scan) -> None:
+    """``--fresh``: the scan's study and trial folders go, so every trial runs again."""
+    import shutil
+
+    import optuna
+
+    from lightning_grelu.sweeps.storage import make_storage
+
+    spec = scan.sweep_spec()
+    out = Path(scan.out_dir)
+    if (out / "study.json").exists() or scan.storage:
+        try:
+            optuna.delete_study(study_name=scan.name, storage=make_storage(spec.storage_url(), retry_dead=False))
+        except KeyError:
+            pass
+    for name in ("trials", "study.json", "study.log", "study.log.lock"):
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
