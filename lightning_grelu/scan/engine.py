@@ -99,6 +99,8 @@ class Engine:
         self.study, self.storage = open_study(self.spec, placeholders=False)
         self.data = runner.DataCache()
         self._cfgs: dict = {}  # (series, seed) -> (config, resolved config)
+        self._finished: dict[int, tuple | None] = {}  # trial number -> (params key, answer) of finished trials
+        self._seen = -1  # the highest trial number seen
         self._signal: int | None = None
         self.ran = {"trials": 0, "batches": 0}
 
@@ -116,7 +118,8 @@ class Engine:
 
         cfg = self.compose({**overrides, "model.width": self.scan.rule.low or 1, "seed": self.scan.seeds[0]})
         validate(cfg)
-        widths = grid.grid(self.scan.rule.ratio, self.scan.rule.high)
+        rule = self.scan.rule
+        widths = sorted(rule.fixed) if rule.fixed is not None else grid.grid(rule.ratio, rule.high)
         n, d_y, depth = int(cfg.data.get("n") or 1), int(cfg.data.get("d_out", 1) or 1), int(cfg.model.depth)
         budget, targets = runner.budget_of(cfg), runner.targets_of(cfg)
         if cfg.get("eps") is None:
@@ -131,18 +134,40 @@ class Engine:
 
     # -- what the study holds -----------------------------------------------------------------------
     def states(self) -> tuple[dict, set]:
-        """(answered: params key -> answer, pending: params keys WAITING or RUNNING somewhere)."""
-        answered, pending = {}, set()
-        for t in self.study.get_trials(deepcopy=False):
-            params = t.user_attrs.get("params") or t.system_attrs.get("fixed_params")
-            if params is None:
-                continue
-            k = key(params)
+        """(answered: params key -> answer, pending: params keys WAITING or RUNNING somewhere). Finished trials
+        never change, so each is read once (``self._finished``); every call reads the unfinished ones and the
+        trials created since the last call."""
+        sid = self.study._study_id
+        unfinished = self.storage.get_all_trials(sid, deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+        open_numbers = {t.number for t in unfinished}
+        if not self._finished:
+            fresh = self.storage.get_all_trials(sid, deepcopy=False)  # the first look: one read of everything
+            self._seen = max((t.number for t in fresh), default=-1)
+        else:  # trials numbered beyond the last seen (an RDB storage counts trials by reading them all), and
+            # trials that were unfinished at the last look
+            while True:
+                try:
+                    self.storage.get_trial_id_from_study_id_trial_number(sid, self._seen + 1)
+                except KeyError:
+                    break
+                self._seen += 1
+            fresh = [self.storage.get_trial(self.storage.get_trial_id_from_study_id_trial_number(sid, number))
+                     for number in range(self._seen + 1) if number not in self._finished and number not in open_numbers]
+        for t in fresh:
             if t.state.is_finished():
-                answer = (t.user_attrs.get("record") or {}).get("answer") or _answer_from_record(t.user_attrs.get("run_dir"))
-                answered[k] = answer if answer is not None else {}  # a crashed trial answers "not converged"
-            elif t.state in (TrialState.WAITING, TrialState.RUNNING):
-                pending.add(k)
+                params = t.user_attrs.get("params") or t.system_attrs.get("fixed_params")
+                if params is not None:
+                    answer = (t.user_attrs.get("record") or {}).get("answer") or _answer_from_record(
+                        t.user_attrs.get("run_dir"))
+                    self._finished[t.number] = (key(params), answer if answer is not None else {})  # crashed: {}
+                else:
+                    self._finished[t.number] = None
+        answered = dict(v for v in self._finished.values() if v is not None)
+        pending = set()
+        for t in unfinished:
+            params = t.user_attrs.get("params") or t.system_attrs.get("fixed_params")
+            if params is not None:
+                pending.add(key(params))
         return answered, pending - set(answered)
 
     def done(self, s: _Series, answered: dict) -> dict[int, list[dict]]:
@@ -159,6 +184,8 @@ class Engine:
         for s in self.series:
             done = self.done(s, answered)
             waiting = {w for w in s.widths if any(key(self.params(s, w, seed)) in pending for seed in self.scan.seeds)}
+            if waiting:  # decide a series' next widths only on complete answers: the same scan for any number of
+                continue  # workers and any timing (a worker never guesses ahead of what is running elsewhere)
             for w in grid.needed(self.scan.rule, s.widths, s.start, done, waiting, s.protocols, s.headline):
                 out += [p for seed in self.scan.seeds
                         if (k := key(p := self.params(s, w, seed))) not in answered and k not in pending]
@@ -193,6 +220,8 @@ class Engine:
                     self._execute(claimed)
                     continue
                 if self.finished(answered):
+                    self.progress(f"{self.scan.name}: every series is finished ({len(answered)} trials answered); "
+                                  f"this worker ran {self.ran['trials']} trials in {self.ran['batches']} batches")
                     return self.ran
                 time.sleep(POLL_S)
         finally:

@@ -161,7 +161,8 @@ def run(prepared: list[Prepared], device="cpu", should_stop=lambda: False, max_n
     todo = list(range(len(prepared)))
     attempt = 0
     while todo:
-        for group in batches([prepared[i] for i in todo], max_nets):
+        cap = (16 if torch.device(device).type == "cuda" else 2) * 2**30
+        for group in batches([prepared[i] for i in todo], max_nets, cap):
             ids = [todo[j] for j in group]
             dtype = dtype_of(prepared[ids[0]].cfg)
             for i, out in zip(ids, train_together([prepared[i].net for i in ids], budget_of(prepared[ids[0]].cfg),
@@ -183,9 +184,10 @@ def run(prepared: list[Prepared], device="cpu", should_stop=lambda: False, max_n
     return [outcomes[i] for i in range(len(prepared))]
 
 
-def batches(prepared: list[Prepared], max_nets: int) -> list[list[int]]:
+def batches(prepared: list[Prepared], max_nets: int, max_bytes: float = 2 * 2**30) -> list[list[int]]:
     """Indices grouped by (depth, d_in, d_out, dtype, budget), sorted by size, cut so that no batch holds more
-    than ``max_nets`` nets or pads a net to more than 4x its own flops."""
+    than ``max_nets`` nets, pads a net to more than 4x its own flops, or needs more than ``max_bytes`` (a net
+    larger than that trains alone)."""
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(prepared):
         key = (len(p.net.W), p.net.x.shape[1], p.net.y.shape[1], str(dtype_of(p.cfg)), budget_of(p.cfg))
@@ -197,7 +199,10 @@ def batches(prepared: list[Prepared], max_nets: int) -> list[list[int]]:
         for i in members:
             net = prepared[i].net
             first = prepared[current[0]].net if current else None
-            if current and (len(current) >= max_nets or net.n * net.width ** 2 > 4 * first.n * first.width ** 2):
+            # the batch's weights, their update and one layer's activations, padded to this (the widest) net
+            size = (len(current) + 1) * (3 * len(net.W) * net.width ** 2 + 4 * net.n * net.width) * 8
+            if current and (len(current) >= max_nets or net.n * net.width ** 2 > 4 * first.n * first.width ** 2
+                            or size > max_bytes):
                 out.append(current)
                 current = []
             current.append(i)

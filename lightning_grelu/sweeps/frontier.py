@@ -1,37 +1,31 @@
-"""Frontier mode: for each cell (e.g. depth x lr x n), the smallest width at which every seed reaches
-``eps`` within the step budget, by bisection on log-width.
+"""Frontier mode: for each cell (e.g. depth x lr x n), the smallest width from which every seed reaches ``eps``
+within the step budget, on the one width-search engine (:mod:`lightning_grelu.scan`).
 
-Every width evaluated is a set of ordinary trials in the sweep's study (fixed parameters: the
-cell's, the width, the seed), so any finished trial with the same parameters is reused: a
-re-started frontier resumes, and several workers on one study share the work (each starts at its
-own cell, runs whatever trial is waiting, and waits for the trials others are running). Writes
-``frontier.csv``, ``frontier.md`` and ``frontier.png`` (width vs n or depth, log axes, the theory
-line m = n^2 L and the paper's p-grid m = (n^2 L)^p) in the sweep's out_dir.
+A frontier is a width scan: the cells are its series, ``width.low``..``width.high`` its range on a grid of
+ratio ``resolution``, and every (cell, width, seed) an ordinary trial of the sweep's study, so a re-started
+frontier resumes and several workers on one study share it. Every width from ``low`` up to two grid widths
+past the first one where every seed converges is run, with every seed: no convergence is assumed monotone in
+width. Writes ``frontier.csv``, ``frontier.md`` and ``frontier.png`` (width vs n or depth, log axes, the
+theory line m = n^2 L and the paper's p-grid m = (n^2 L)^p) in the sweep's out_dir.
 
     frontier:
       cells: {data.n: [8, 16], model.depth: [2], model.lr: [1.0e-4]}
       width: {low: 4, high: 512}
       seeds: [0, 1]
-      resolution: 1.5      # stop when high / low <= resolution
+      resolution: 1.5      # grid ratio between consecutive widths
 """
 
 from __future__ import annotations
 
 import itertools
-import math
-import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from optuna.trial import TrialState
-
 from lightning_grelu.atomic import write_atomic, write_csv_atomic
 from lightning_grelu.errors import ConfigError
+from lightning_grelu.scan import grid
+from lightning_grelu.scan.grid import P_GRID
 from lightning_grelu.sweeps.spec import SweepSpec
-from lightning_grelu.sweeps.worker import claim, fail_dead_trials, open_study, run_trial
-
-P_GRID = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 @dataclass
@@ -56,100 +50,37 @@ def parse_frontier(node: dict) -> FrontierSpec:
     return FrontierSpec(cells, low, high, seeds, resolution)
 
 
-def _key(params: dict) -> tuple:
-    return tuple(sorted((k, str(v)) for k, v in params.items()))
+def frontier_scan(spec: SweepSpec, fspec: FrontierSpec):
+    """The frontier as a width scan on the sweep's own storage and out_dir."""
+    from lightning_grelu.scan.engine import Scan
 
-
-POLL_S = 1.0  # how often a worker looks again at trials other workers are running
+    names = list(fspec.cells)
+    series = [dict(zip(names, values)) for values in itertools.product(*fspec.cells.values())] or [{}]
+    return Scan(name=spec.name, base=list(spec.base), series=series, seeds=list(fspec.seeds),
+                rule=grid.Rule(ratio=fspec.resolution, low=fspec.low, high=fspec.high), out_dir=spec.out_dir,
+                storage=spec.storage_url(), device="cuda" if any("trainer=gpu" in b for b in spec.base) else "cpu")
 
 
 class Frontier:
     def __init__(self, spec: SweepSpec, fspec: FrontierSpec, progress=print):
+        from lightning_grelu.scan.engine import Engine
+
         self.spec, self.fspec, self.progress = spec, fspec, progress
-        self.study, self.storage = open_study(spec, placeholders=False)
-
-    def _states(self) -> dict[tuple, bool | str]:
-        """params -> converged (a finished trial answers), or "pending" (WAITING or RUNNING somewhere).
-        Parameters absent here need a trial: never tried, or only tried by a worker that died."""
-        out: dict[tuple, bool | str] = {}
-        for t in self.study.get_trials(deepcopy=False):
-            params = t.user_attrs.get("params") or t.system_attrs.get("fixed_params")
-            if params is None:
-                continue
-            key = _key(params)
-            if t.state.is_finished() and "converged" in t.user_attrs:
-                out[key] = bool(t.user_attrs["converged"])
-            elif t.state in (TrialState.WAITING, TrialState.RUNNING) and not isinstance(out.get(key), bool):
-                out[key] = "pending"
-        return out
-
-    def converges(self, cell: dict, width: int) -> bool:
-        """All seeds reach eps at this width. Runs only what no finished trial answers. Workers of one
-        study share the work: each enqueues its missing seeds, runs any WAITING trial it can claim (its
-        own or another worker's), and waits for the ones running elsewhere."""
-        wanted = {_key(p): p for p in ({**cell, "model.width": width, "seed": s} for s in self.fspec.seeds)}
-        while True:
-            fail_dead_trials(self.study, self.storage, self.spec)  # a dead worker's trial becomes absent: run again
-            states = self._states()
-            answers = [states.get(k) for k in wanted]
-            if False in answers:
-                self._drop_waiting(wanted, "not needed: another seed did not converge at this width")
-                return False
-            if all(a is True for a in answers):
-                return True
-            for key, params in wanted.items():
-                if key not in states:
-                    self.study.enqueue_trial(params, skip_if_exists=False)
-            trial = claim(self.study, self.storage)
-            if trial is not None:
-                run_trial(self.spec, self.study, self.storage, trial, fixed=True, distributions=self.distributions())
-            else:
-                time.sleep(POLL_S)
-
-    def distributions(self) -> dict:
-        """The frontier's parameters as Optuna distributions: width over its log range, cells and seeds as
-        the categorical values they take."""
-        from optuna.distributions import CategoricalDistribution, IntDistribution
-
-        out = {name: CategoricalDistribution(list(values)) for name, values in self.fspec.cells.items()}
-        out["model.width"] = IntDistribution(self.fspec.low, self.fspec.high, log=True)
-        out["seed"] = CategoricalDistribution(list(self.fspec.seeds))
-        return out
-
-    def _drop_waiting(self, wanted: dict, reason: str) -> None:
-        """Seeds still WAITING once the answer is known would cost a run each for nothing: mark them PRUNED
-        with ``skipped_because`` (not FAIL: nothing went wrong, and a failure would read as one in
-        optuna-dashboard), without a ``converged`` mark, so a later question about them enqueues them again."""
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            if _key(t.system_attrs.get("fixed_params") or {}) in wanted:
-                if self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):  # ours to drop
-                    self.storage.set_trial_user_attr(t._trial_id, "skipped_because", reason)
-                    self.storage.set_trial_state_values(t._trial_id, TrialState.PRUNED)
-
-    def cell_frontier(self, cell: dict) -> dict:
-        lo, hi = self.fspec.low, self.fspec.high
-        if not self.converges(cell, hi):  # the widest net fails: the frontier lies beyond the range
-            return {**cell, "frontier_width": None, "largest_failing": hi}
-        if self.converges(cell, lo):
-            return {**cell, "frontier_width": lo, "largest_failing": None}
-        while hi / lo > self.fspec.resolution:
-            mid = round(math.sqrt(lo * hi))
-            if mid in (lo, hi):
-                break
-            if self.converges(cell, mid):
-                hi = mid
-            else:
-                lo = mid
-            self.progress(f"{self.spec.name}: {cell} frontier in ({lo}, {hi}]")
-        return {**cell, "frontier_width": hi, "largest_failing": lo}
+        self.engine = Engine(frontier_scan(spec, fspec), progress)
 
     def run(self) -> list[dict]:
-        names = list(self.fspec.cells)
-        cells = [dict(zip(names, values)) for values in itertools.product(*self.fspec.cells.values())]
-        # workers started together begin at different cells (then reuse each other's answers)
-        start = os.getpid() % len(cells)
-        found = {i: self.cell_frontier(cells[i]) for i in [*range(start, len(cells)), *range(start)]}
-        rows = [found[i] for i in range(len(cells))]
+        e = self.engine
+        e.run()
+        answered, _ = e.states()
+        rows = []
+        for s in e.series:
+            done = e.done(s, answered)
+            m = grid.m_all(done, s.headline, e.scan.rule.beyond)
+            below = [w for w in done if m is None or w < m]
+            failing = [w for w in below if grid.fraction(done[w], s.headline) < 1]
+            rows.append({**s.overrides, "frontier_width": m, "largest_failing": max(failing) if failing else None,
+                         "m50": round(grid.m_50(done, s.headline)[0] or 0, 2) or None,
+                         "non_monotone": " ".join(map(str, grid.non_monotone(done, s.headline))) or None})
         write_frontier(Path(self.spec.out_dir), rows, self.spec)
         return rows
 
@@ -169,7 +100,7 @@ def write_frontier(out: Path, rows: list[dict], spec: SweepSpec) -> None:
     write_csv_atomic(out / "frontier.csv", rows, keys)
     base = base_values(spec)
     md = [f"# Convergence frontier: {spec.name}", "",
-          f"Smallest width at which every seed reaches eps = {base['eps']:g}"
+          f"Smallest width from which every seed reaches eps = {base['eps']:g}"
           f"{' x the initial SSE' if base['eps_relative'] else ''} within the step budget "
           f"(base: `{' '.join(spec.base)}`; depth {base['model.depth']} and n {base['data.n']} unless a cell says).",
           "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
@@ -192,7 +123,8 @@ def frontier_figure(rows: list[dict], base: dict, name: str):
         return float(v) if v is not None else (float(base[k]) if base.get(k) is not None else None)
 
     x_key = "data.n" if len({str(r.get("data.n")) for r in rows}) > 1 else "model.depth"
-    other = sorted({k for r in rows for k in r if k not in (x_key, "frontier_width", "largest_failing")})
+    other = sorted({k for r in rows for k in r if k not in (x_key, "frontier_width", "largest_failing", "m50",
+                                                           "non_monotone")})
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault(tuple((k, r.get(k)) for k in other), []).append(r)
@@ -228,6 +160,12 @@ def frontier_figure(rows: list[dict], base: dict, name: str):
             ax.plot(xs, nl, "-.", lw=1.2, color="tab:red", label="m = nL" + tag)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+        for axis in (ax.xaxis, ax.yaxis):  # plain numbers (8, 16, 200), not 6x10^0
+            axis.set_major_formatter(ScalarFormatter())
+            axis.set_minor_formatter(NullFormatter())
+        ax.set_xticks(xs)
     else:
         ax.text(0.5, 0.5, "no cell converged within the width range", ha="center", transform=ax.transAxes)
     ax.set_xlabel("n (training samples)" if x_key == "data.n" else "L (depth)")

@@ -115,6 +115,13 @@ def _serialize_sqlite(engine) -> None:
     the write lock before the read, so each transaction sees what the one before it committed."""
     from sqlalchemy import event
 
+    def wal(dbapi_conn, record):  # write-ahead log: a commit is an append, synced at checkpoints, not each time
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    event.listen(engine, "connect", wal)
     event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
     engine.dispose()  # connections pooled while the storage was built began transactions the old way
 
