@@ -43,20 +43,20 @@ def parse_args(argv):
     p.add_argument("--storage", default=None, metavar="URL",
                    help="width-scan targets (atlas, fig2a): the Optuna storage workers share (default: a journal "
                         "file in the work directory); e.g. postgresql://user@host/db to share one across hosts")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="width-scan targets: local worker processes (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="width-scan targets: local worker processes (default: one per CPU core)")
     p.add_argument("--list", action="store_true", help="list the targets and exit")
     args = p.parse_args(argv)
     if not args.list and not args.target:
         p.error("give a TARGET (or --list)")
     if args.seeds is not None and args.seeds < 1:
         p.error("--seeds must be >= 1")
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         p.error("--workers must be >= 1")
     if args.target and args.profile not in TARGETS[args.target].profiles:
         p.error(f"{args.target} has no --profile {args.profile}; its profiles: "
                 f"{', '.join(TARGETS[args.target].profiles)}")
-    if (args.storage or args.workers > 1) and args.target and not TARGETS[args.target].engine:
+    if (args.storage or args.workers) and args.target and not TARGETS[args.target].engine:
         p.error(f"--storage and --workers are for width-scan targets (atlas, fig2a), not {args.target}")
     if args.part is not None:
         k, sep, n = args.part.partition("/")
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     target = targets[args.target]
     raise_on_signals()
     ctx = Context(args.profile, seeds=args.seeds, overrides=list(args.override), part=args.part,
-                  storage=args.storage, workers=args.workers)
+                  storage=args.storage, workers=args.workers or os.cpu_count() or 1)
     try:
         command = "grelu-reproduce " + " ".join(shlex.quote(a) for a in argv)
         dest = run_target(target, ctx, Path(args.results), Path(args.work), command, fresh=args.fresh,
