@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-fast test-gpu gpu-check clean
+.PHONY: setup run test test-fast test-gpu gpu-check gpu-check-offline wheels clean
 
 setup: $(VENV)/.installed
 
@@ -35,6 +35,16 @@ test-gpu: setup
 # paper's sizes -> results/speed/paper/, and a one-screen verdict against the speed targets.
 gpu-check: setup
 	WANDB_MODE=offline $(PY) benchmarks/gpu_check.py --out results/speed/paper
+
+# The same on a GPU machine without network or .venv: its python3 (torch, Lightning, ...) plus the
+# carried wheel folder .whl/, whose missing wheels go to .pysite/ (pip --no-index; both git-ignored).
+gpu-check-offline:
+	python3 benchmarks/gpu_check.py --wheels .whl
+
+# .whl/: the CPython 3.12 x86_64 wheels of every distribution the suite needs that the GPU machine's
+# image (benchmarks/gpu_image.txt) lacks, at the versions installed here; needs the package registry.
+wheels: setup
+	$(PY) benchmarks/offline_wheels.py --download .whl
 
 clean:
 	rm -rf runs outputs multirun .pytest_cache

@@ -18,6 +18,16 @@ os.environ.setdefault("WANDB_SILENT", "true")
 REPO = Path(__file__).resolve().parents[1]
 GRELU_TRAIN = str(Path(sys.executable).parent / "grelu-train")
 
+
+def cli(command: str) -> list[str]:
+    """The argv that starts a console script however the suite was installed: the script beside this
+    Python (a venv), else ``python -m`` its module (a checkout on PYTHONPATH, as on the bare GPU machine,
+    where pip --target puts no script beside the interpreter)."""
+    script = Path(sys.executable).parent / command
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "lightning_grelu.cli." + command.removeprefix("grelu-")]
+
 # A tiny Ackley problem at its theory width m = n^2 L, fast enough for every test.
 TINY = ["data.n=10", "data.d=10", "model.width=200", "model.depth=2", "model.lr=3e-5",
         "trainer.max_epochs=30", "callbacks=none"]
@@ -51,5 +61,5 @@ def cfg_for(tmp_path):
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300):
     """Run grelu-train in a subprocess, as a user would."""
     full_env = {**os.environ, "WANDB_MODE": "offline", **(env or {})}
-    return subprocess.run([GRELU_TRAIN, *args], cwd=cwd or REPO, env=full_env, capture_output=True, text=True,
+    return subprocess.run([*cli("grelu-train"), *args], cwd=cwd or REPO, env=full_env, capture_output=True, text=True,
                           timeout=timeout)

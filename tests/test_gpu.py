@@ -7,13 +7,11 @@ peak memory against the estimate the suite prints."""
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import TINY, run_cli
+from conftest import TINY, cli, run_cli
 from lightning_grelu.nets import GateCache, GReLUMLP, grelu_to_relu
 
 pytestmark = pytest.mark.gpu
@@ -74,8 +72,7 @@ def test_ddp_over_nccl_on_one_device(tmp_path):
 @pytest.mark.parametrize("case", ["tiny", "small_fullbatch", "cifar_d6_w10k", "cifar_d6_w10k_b4096",
                                   "sgemm_d10_w4096", "theory_width"])
 def test_grelu_bench_runs_every_case_on_cuda(case, tmp_path):
-    bench = str(Path(sys.executable).parent / "grelu-bench")
-    out = subprocess.run([bench, "--case", case, "--device", "cuda", "--warmup", "1", "--steps", "2", "--repeats", "2",
+    out = subprocess.run([*cli("grelu-bench"), "--case", case, "--device", "cuda", "--warmup", "1", "--steps", "2", "--repeats", "2",
                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert list(tmp_path.glob(f"{case}_*.jsonl"))

@@ -62,3 +62,28 @@ def test_grelu_bench_checks_its_arguments_before_running(args, needle):
     bench_bin = str(Path(sys.executable).parent / "grelu-bench")
     out = subprocess.run([bench_bin, "--case", "tiny", *args], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert out.returncode == 2 and needle in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("modes,nets", [(["grelu"], 2), (["relu", "grelu"], 8)])
+def test_grelu_bench_draws_the_cross_mode_warm_up_nets_only_for_several_modes(modes, nets, monkeypatch):
+    """Each net drawn costs minutes at the theory width (its host-side draws): one mode gets one per path."""
+    from lightning_grelu import bench as bench_module
+
+    built = []
+    real = bench_module._net_and_module
+    monkeypatch.setattr(bench_module, "_net_and_module", lambda *a, **k: built.append(a[0]) or real(*a, **k))
+    rows = bench_module.run_case("tiny", modes, "32-true", torch.device("cpu"), 1, 1, 1)
+    assert [r.mode for r in rows] == modes and len(built) == nets
+
+
+def test_the_plan_fits_its_budget_and_starts_nothing_but_this_python(tmp_path):
+    """The README's bounds: the steps before the theory width's fit the 480 s budget with room; no step's
+    bound exceeds one device command; every command is this Python (-m or a script), never a console script."""
+    args = gpu_check.argparse.Namespace(out=str(tmp_path), reference="r.py")
+    steps = gpu_check.plan(args)
+    first = steps[:[s.name for s in steps].index("bench-theory_width")]
+    assert sum(s.bound for s in first) <= gpu_check.BUDGET - 30 and gpu_check.BUDGET == 480
+    assert all(s.bound <= 540 for s in steps) and len({s.name for s in steps}) == len(steps) == 13
+    assert all(s.argv[0] == sys.executable for s in steps if s.argv)  # install's argv is made when it runs
+    assert [s.name for s in steps if not s.gpu] == ["install", "imports", "smoke", "pytest"]
