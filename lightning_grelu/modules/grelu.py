@@ -64,10 +64,17 @@ class GReLUModule(RegressionModule):
 
     def predict_batch(self, x, index, stage):
         if stage == "train" and index is not None and self.gate_cache is not None:
-            if index is not self._last_index:  # inner steps reuse one batch: unpack its gates once
-                self._last_index, self._last_masks = index, self.gate_cache.lookup(index)
+            # inner steps, and full-batch epochs (the same index tensor every epoch), unpack a batch's gates once
+            if index is not self._last_index:
+                self._last_index, self._last_masks = index, self.gate_cache.lookup(index, mask_dtype(self.net, x))
             return self.net(x, self._last_masks)
         return self.net(x)
+
+
+def mask_dtype(net, x: torch.Tensor) -> torch.dtype:
+    """The dtype the net's values will have: autocast's where it is on (bf16-mixed), else the weights'."""
+    kind = x.device.type
+    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else net.C.dtype
 
 
 def load_relu_net(path: str) -> ReLUMLP:
