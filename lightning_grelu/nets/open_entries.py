@@ -107,4 +107,4 @@ def gathered_step(net: GReLUMLP, x: torch.Tensor, y: torch.Tensor, masks: list[t
     with torch.no_grad():
         for (W, rows, cols, _), g in zip(subs, grads):
             W.index_put_((rows[:, None], cols[None, :]), g.mul_(-lr), accumulate=True)
-    return float(loss)
+    return float(loss.detach())
