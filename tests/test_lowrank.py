@@ -41,7 +41,7 @@ def test_svd_is_exact_where_psi_has_rank_r():
     assert relative_error(net.psi[0], lr.U[0], lr.V[0]) < 1e-12
 
 
-def test_nma_splits_a_signed_psi_into_non_negative_parts():
+def test_nma_split_splits_a_signed_psi_into_non_negative_parts():
     """Psi = u1 v1' - u2 v2' with non-negative u, v and disjoint row supports: P+ and P- are rank 1 each,
     so the split NMF of rank 2 recovers Psi, with factors of the signs the split promises."""
     gen = torch.Generator().manual_seed(0)
@@ -49,7 +49,7 @@ def test_nma_splits_a_signed_psi_into_non_negative_parts():
     u1[20:], u2[:20] = 0, 0
     v1, v2 = torch.rand(1, 40, generator=gen), torch.rand(1, 40, generator=gen)
     psi = (u1 @ v1 - u2 @ v2).double()
-    U, V = factorize(psi, 2, "nma")
+    U, V = factorize(psi, 2, "nma_split")
     assert U.shape == (40, 2) and V.shape == (2, 40)
     assert (V >= 0).all() and (U[:, 0] >= 0).all() and (U[:, 1] <= 0).all()
     assert relative_error(psi, U, V) < 1e-3
@@ -104,5 +104,5 @@ def test_remark_4_a_relu_net_as_a_grelu_with_psi_w_has_its_activation_patterns()
     for gate, pattern in zip(grelu.gates(x), relu_patterns_float64(relu, x)):
         assert np.array_equal(gate.numpy(), pattern)
     torch.testing.assert_close(grelu(x), relu(x), rtol=1e-12, atol=1e-12)
-    full_rank = low_rank(grelu, r=64, method="nma")  # and its low-rank path at r = m is the ReLU net again
+    full_rank = low_rank(grelu, r=64, method="nma_shift")  # and its low-rank path at r = m is the ReLU net again
     torch.testing.assert_close(full_rank(x), relu(x), rtol=1e-12, atol=1e-12)
