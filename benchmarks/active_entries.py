@@ -176,15 +176,21 @@ def main() -> None:
             setattr(a, key, value)
     if min(a.widths + a.batches + [a.depth, a.d_in, a.repeats]) < 1:
         p.error("--widths, --batches, --depth, --d-in and --repeats must be >= 1")
-    records = []
+    stamped = []
+
+    def keep(r):  # appended as measured: a run stopped part-way keeps what it measured
+        stamped.append(record("active_entries", r, DEVICE, a.out, quiet=True))
+
     for m in a.widths:
-        records += flops_records(m, a.depth, max(a.batches), a.d_in)
+        scale = max(1, (512 * 512) // (m * m))  # calls per timed pass: about the same work at every width
+        for r in flops_records(m, a.depth, max(a.batches), a.d_in):
+            keep(r)
         for b in a.batches:
-            records.append(step_records(m, a.depth, b, a.d_in, a.repeats, inner=max(1, 64 // b)))
-        records.append(matvec_record(m, a.depth, a.d_in, a.repeats, inner=32))
+            keep(step_records(m, a.depth, b, a.d_in, a.repeats, inner=max(1, scale * 16 // b)))
+        keep(matvec_record(m, a.depth, a.d_in, a.repeats, inner=max(2, scale * 8)))
         print(f"width {m}: done", file=sys.stderr, flush=True)
-    records += profile_records(1000 if not a.small else 256, a.depth, 100, a.d_in)
-    stamped = [record("active_entries", r, DEVICE, a.out, quiet=True) for r in records]
+    for r in profile_records(1000 if not a.small else 256, a.depth, 100, a.d_in):
+        keep(r)
     text = markdown(stamped)
     print(text)
     if a.out:
