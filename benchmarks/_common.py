@@ -29,12 +29,16 @@ def timed(fn, device: torch.device, repeats: int = 3) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def record(name: str, result: dict, device: torch.device, out: str | None) -> None:
+def record(name: str, result: dict, device: torch.device, out: str | None, quiet: bool = False) -> dict:
+    """Stamp ``result`` (command, commit, hardware, date), print it unless ``quiet``, append it to
+    ``out/<name>.jsonl``; returns the stamped record."""
     result = {"benchmark": name, **result, "hardware": hardware(device), "commit": commit(), "torch": torch.__version__,
               "command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     line = json.dumps(result)
-    print(line)
+    if not quiet:
+        print(line)
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
         with open(Path(out) / f"{name}.jsonl", "a") as f:
             f.write(line + "\n")
+    return result

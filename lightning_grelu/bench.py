@@ -114,6 +114,7 @@ def _net_and_module(mode: str, d_in: int, d_out: int, width: int, depth: int, lr
 
 def time_plain(mode, dm, width, depth, lr, precision, device, warmup, steps, repeats) -> tuple[list[float], float | None]:
     """The same step as the suite's, in a plain loop: batches by index, cached or recomputed gates."""
+    from lightning_grelu.modules.grelu import mask_dtype
     from lightning_grelu.nets import GateCache
 
     module = _net_and_module(mode, dm.d_in, dm.d_out, width, depth, lr).to(device)
@@ -126,10 +127,14 @@ def time_plain(mode, dm, width, depth, lr, precision, device, warmup, steps, rep
     order = torch.arange(x.shape[0], device=device)
     batches = [order[i:i + bs] for i in range(0, x.shape[0], bs)]
 
+    last = {}  # as the suite: a batch's gates are unpacked when the batch changes (once a run at full batch)
+
     def step(i):
         idx = batches[i % len(batches)]
         with _autocast(device, precision):
-            pred = net(x[idx], cache.lookup(idx)) if cache is not None else net(x[idx])
+            if cache is not None and last.get("index") is not idx:
+                last.update(index=idx, masks=cache.lookup(idx, mask_dtype(net, x)))
+            pred = net(x[idx], last["masks"]) if cache is not None else net(x[idx])
             loss = 0.5 * ((pred.float() - y[idx]) ** 2).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -256,14 +261,16 @@ def write_readme(out: Path) -> None:
             "suite = the Lightning training path, plain = a hand-written loop of the same net, same run.", ""]
     for path in sorted(out.glob("*.jsonl")):
         records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if not any(r.get("kind") == "bench" for r in records):
+            continue  # another benchmark's records (conversion, augmentation, active entries): not grelu-bench's table
         meta = next((r for r in records if r["kind"] == "meta"), {})
         text += [f"## {path.name}", "", f"`{meta.get('command')}` at commit `{meta.get('commit')}` on "
                  f"{meta.get('hardware')} (torch {meta.get('torch')}), {meta.get('date')}", "",
                  "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        for r in (r for r in records if r["kind"] == "bench"):
+        for r in (r for r in records if r.get("kind") == "bench"):
             cells = [r.get(c, "-") for c in cols]  # records from before the spread was kept have no min/max
             text.append("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in cells) + " |")
-        refs = [r for r in records if r["kind"] == "reference"]
+        refs = [r for r in records if r.get("kind") == "reference"]
         if refs:
             text += ["", f"Reference loop in the same run: {len(refs)} records (see the .jsonl)."]
         text.append("")

@@ -2,7 +2,9 @@
 config and the data's sizes, the memory that device has, and the check between them.
 
 Counted (bytes of the weights' dtype: 8 under 64-true, else 4; bf16-mixed keeps float32 weights):
-weights C, W_1..W_L, B; for GReLU the gate path Psi_1..Psi_L and its C_0; gradients and optimizer
+weights C, W_1..W_L, B; for GReLU the gate path Psi_1..Psi_L and its C_0 where it stays on the device
+(training on the host, augmented data or ``model.cache_gates=false``; otherwise it waits on the host once
+the gates are cached, and the device holds one streamed block of it at a time); gradients and optimizer
 state (momentum: one copy, Adam: two) of what trains; the bit-packed gate cache (n L m / 8 bytes);
 the training data; and activations of one batch (values, pre-activations and their gradients, about
 4 batch x m x (L + 1) numbers). With the data on the host (CPU training) the sum is host memory.
@@ -17,6 +19,7 @@ from pathlib import Path
 import torch
 
 from lightning_grelu.errors import ConfigError, MachineError
+from lightning_grelu.nets.mlp import STREAM_BYTES
 
 HEADROOM = 0.95  # refuse above 95% of what the device has: allocators and the framework need the rest
 
@@ -43,7 +46,8 @@ def check_devices(trainer_cfg) -> torch.device:
     return device
 
 
-def estimate_bytes(model_cfg, n: int, d_in: int, d_out: int, batch: int | None, precision, grelu: bool) -> int:
+def estimate_bytes(model_cfg, n: int, d_in: int, d_out: int, batch: int | None, precision, grelu: bool,
+                   gate_path_on_device: bool = True) -> int:
     m, depth = int(model_cfg.width), int(model_cfg.depth)
     b = 8 if str(precision) in ("64", "64-true", "double") else 4
     io = m * d_in + d_out * m
@@ -53,7 +57,8 @@ def estimate_bytes(model_cfg, n: int, d_in: int, d_out: int, batch: int | None, 
     states = 2 if opt == "adam" else (1 if (model_cfg.get("momentum") or 0) > 0 else 0)
     total = (weights + trained * (1 + states)) * b
     if grelu:
-        total += (depth * m * m + m * d_in) * b + n * depth * math.ceil(m / 8)
+        gate_path = (depth * m * m + m * d_in) * b
+        total += (gate_path if gate_path_on_device else min(gate_path, STREAM_BYTES)) + n * depth * math.ceil(m / 8)
     rows = n if batch is None else min(batch, n)
     total += n * (d_in + d_out) * b + 4 * rows * m * (depth + 1) * b
     return int(total)
@@ -88,8 +93,10 @@ def available_bytes(device: torch.device) -> int | None:
 def check_memory(cfg, dm, device: torch.device) -> dict:
     """The estimate and what the device has; ConfigError (nothing written yet) when it cannot fit."""
     grelu = "gate_init" in cfg.model  # the GReLU modules (and GReLU->ReLU) carry a gate path
+    # the gate path leaves an accelerator once the gates are cached (GReLUModule.setup); on the host it is host memory
+    on_device = device.type == "cpu" or not cfg.model.get("cache_gates", True) or bool(dm.augmented)
     need = estimate_bytes(cfg.model, len(dm.split("train")), dm.d_in, dm.d_out, dm.batch_size,
-                          cfg.trainer.get("precision"), grelu)
+                          cfg.trainer.get("precision"), grelu, gate_path_on_device=on_device)
     have = available_bytes(device)
     info = {"memory/estimate_gib": need / 2**30, "memory/device": str(device)}
     if have is not None:

@@ -47,6 +47,8 @@ CASES = {
                       ["ReLU train/sse", "GReLU train/sse", "GReLU test/acc"]),
     "fig3-fmnist": (overrides(*FMNIST, "trainer.max_epochs=2"),
                     ["continuous at epoch 40"], ["final test/sse"]),
+    "inference": (overrides(*FMNIST, "trainer.max_epochs=1", "model.depth=2"), ["r = sqrt(m)/2", "Remark 4"],
+                  ["gates unchanged test", "test acc change", "pred change max test", "ms", "x ReLU dense"]),
     "table2": (overrides("trainer.max_epochs=1", "model.width=64"), ["0.27", "0.01"], ["ReLU train/sse"]),
     "fig3": (overrides("trainer.max_epochs=2", "model.width=64", "data.batch_size=60"),
              ["test set a significant loss drop"], ["final test/sse"]),

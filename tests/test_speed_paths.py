@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import TINY, compose_cfg
 from lightning_grelu.bench import Result
@@ -76,3 +77,47 @@ def test_benchmark_scripts_run_small_on_cpu_and_record_every_field(tmp_path, scr
     rec = json.loads((tmp_path / f"{script}.jsonl").read_text().splitlines()[-1])
     assert all(isinstance(rec[f], float) and rec[f] > 0 for f in fields)
     assert rec["commit"] and rec["hardware"] and "--small" in rec["command"]
+
+
+def test_full_batch_grelu_unpacks_its_cached_gates_once_and_multiplies_in_the_values_dtype(tmp_path, monkeypatch):
+    """Every epoch brings the same index tensor, so the gates are unpacked (and made 0/1 floats) once a run,
+    not once a step; the run's numbers are those of bool masks unpacked every step (the earlier path)."""
+    from lightning_grelu.nets import GateCache
+
+    calls = []
+    lookup = GateCache.lookup
+
+    def counted(self, index, dtype=None):
+        calls.append(dtype)
+        return lookup(self, index, dtype)
+
+    monkeypatch.setattr(GateCache, "lookup", counted)
+    fast = train(compose_cfg(tmp_path / "fast", *TINY, "model=grelu", "trainer.max_epochs=20"))
+    assert fast["steps"] == 20
+    assert calls == [torch.float32, torch.float32]  # one for the 20 training steps, one for the summary's pass
+
+    def every_step_bool(self, index, dtype=None):
+        return lookup(self, index.clone(), None)  # a fresh index each time: no reuse, bool masks
+
+    monkeypatch.setattr(GateCache, "lookup", every_step_bool)
+    slow = train(compose_cfg(tmp_path / "slow", *TINY, "model=grelu", "trainer.max_epochs=20"))
+    assert fast["train/sse"] == slow["train/sse"] and fast["initial/train_sse"] == slow["initial/train_sse"]
+
+
+@pytest.mark.slow
+def test_active_entries_benchmark_records_every_kind(tmp_path):
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(repo / "benchmarks" / "active_entries.py"), "--small", "--widths", "64",
+                          "--batches", "1", "2", "--repeats", "1", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    recs = [json.loads(line) for line in (tmp_path / "active_entries.jsonl").read_text().splitlines()]
+    assert {r["kind"] for r in recs} == {"flops", "step", "matvec", "profile"}
+    assert all(r["commit"] and r["hardware"] and "--small" in r["command"] for r in recs)
+    steps = [r for r in recs if r["kind"] == "step"]
+    assert [r["batch"] for r in steps] == [1, 2] and all(r["grelu_gathered_ms"] > 0 for r in steps)
+    flops = [r for r in recs if r["kind"] == "flops" and r["model"] == "grelu"]
+    assert all(0 < r["open_fwd"] < r["dense_fwd"] for r in flops)
+    assert "GReLU open / ReLU open" in (tmp_path / "active_entries.md").read_text()

@@ -26,6 +26,7 @@ class TensorBatches:
         self.shuffle, self.seed = shuffle, seed
         self.rank, self.world_size = rank, world_size
         self.epoch = epoch  # read at each pass, so a resumed run draws the same permutation
+        self._fixed: list[torch.Tensor] | None = None
 
     def __len__(self) -> int:
         return math.ceil(self.n / self.batch_size)
@@ -33,10 +34,15 @@ class TensorBatches:
     def __iter__(self):
         if self.shuffle and self.batch_size < self.n:
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + int(self.epoch()))
-            order = torch.randperm(self.n, generator=gen).to(self.x.device)
-        else:
-            order = torch.arange(self.n, device=self.x.device)
-        for start in range(0, self.n, self.batch_size):
-            idx = order[start:start + self.batch_size][self.rank::self.world_size]
+            indices = self._split(torch.randperm(self.n, generator=gen).to(self.x.device))
+        else:  # a fixed order: the same index tensors every epoch, so a GReLU keeps a batch's unpacked gates
+            if self._fixed is None:
+                self._fixed = self._split(torch.arange(self.n, device=self.x.device))
+            indices = self._fixed
+        for idx in indices:
             x = self.x[idx]
             yield (self.featurize(x) if self.featurize else x), self.y[idx], idx
+
+    def _split(self, order: torch.Tensor) -> list[torch.Tensor]:
+        return [order[start:start + self.batch_size][self.rank::self.world_size]
+                for start in range(0, self.n, self.batch_size)]

@@ -80,10 +80,12 @@ class GReLUToReLUModule(GReLUModule):
         before = self.evaluate(x, y)
         n, world = x.shape[0], self.trainer.world_size
         opts = dict(ridge=self.ridge, target=self.conversion_target, rtol=self.exact_rtol)
+        rows = torch.arange(n, device=x.device)
         if world > 1 and n > self.net.width:  # normal equations: each rank its shard, Gram sums all-reduced
-            relu, report = grelu_to_relu(self.net, x[self.global_rank::world], all_reduce=all_reduce, **opts)
-        else:  # n <= m: the interpolating solve, identical on every rank
-            relu, report = grelu_to_relu(self.net, x, **opts)
+            rows = rows[self.global_rank::world]
+            opts["all_reduce"] = all_reduce
+        # the cached gates (equal to recomputed ones): no pass of the gate path, which may be on the host
+        relu, report = grelu_to_relu(self.net, x[rows], gates=self.cached_gates(rows), **opts)
         faults.point("switch")
         for mine, solved in zip(self.net.W, relu.W):
             mine.copy_(solved)

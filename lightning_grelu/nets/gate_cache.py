@@ -51,7 +51,9 @@ class GateCache:
     def nbytes(self) -> int:
         return self.packed.numel()
 
-    def lookup(self, index: torch.Tensor) -> list[torch.Tensor]:
-        """Gates of the samples ``index`` as a list of L (batch, m) bool tensors."""
+    def lookup(self, index: torch.Tensor, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
+        """Gates of the samples ``index`` as a list of L (batch, m) tensors: bool, or 0/1 in ``dtype``
+        (the dtype the values are multiplied in: a bool mask is converted in every multiply, forward and
+        backward, 2 L times a step; converted here it is converted once a batch)."""
         masks = unpack_bits(self.packed[index], self.width)
-        return list(masks.unbind(dim=1))
+        return list((masks if dtype is None else masks.to(dtype)).unbind(dim=1))

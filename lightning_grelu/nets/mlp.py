@@ -15,6 +15,13 @@ ReLU and a GReLU net built with the same seed start from identical C, W and B, a
 Every layer is drawn on the host (CPU generator: the same weights on every device) and, inside
 ``init_on(device)``, moved to that device before the next is drawn: host memory peaks at one layer
 (the theory width m = 40,000 has 6.4 GB layers; all of them at once would be 52 GB).
+
+Once every training sample's gates are cached the gate path is needed only now and then (uncached
+data, probes, conversion), so :meth:`GReLUMLP.offload_gate_path` takes it off the training device: Psi
+and C_0 stay on the host (pinned where CUDA exists) as plain attributes, out of reach of
+``module.to(device)``, DDP's buffer broadcast and the optimizer, and reach the device in row blocks of
+at most ``STREAM_BYTES`` when gates are computed. Checkpoints still hold them (``state_dict`` and
+``load_state_dict`` see them as before), and dtype changes of the module still apply to them.
 """
 
 from __future__ import annotations
@@ -39,6 +46,34 @@ def init_on(device):
         _INIT_DEVICE.reset(token)
 
 GATE_INITS = ("independent", "copy", "from_relu")
+GATE_PATH = ("psi", "gate_C")  # the frozen path's tensors, buffers until offloaded
+STREAM_BYTES = 256 * 2**20  # an offloaded gate matrix reaches the device in row blocks of at most this
+
+
+def _pinned(t: torch.Tensor, pin: bool) -> torch.Tensor:
+    """A host copy of ``t`` (the tensor itself when it already is one and need not be pinned)."""
+    if not pin or t.is_pinned():
+        return t.detach().to("cpu")
+    try:
+        host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+    except RuntimeError:  # no CUDA driver, or page-locked memory refused: plain host memory still frees the device
+        return t.detach().to("cpu")
+    return host.copy_(t.detach())
+
+
+def gate_matmul(z: torch.Tensor, A: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``z @ A.T`` in ``dtype`` on z's device; an A held elsewhere (the host) is streamed."""
+    return z @ A.to(dtype).T if A.device == z.device else streamed_matmul(z, A, dtype)
+
+
+def streamed_matmul(z: torch.Tensor, A: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``z @ A.T`` with A brought to z's device in row blocks of at most STREAM_BYTES: the device never
+    holds more of A than one block."""
+    rows = max(1, STREAM_BYTES // max(A.shape[1] * torch.empty((), dtype=dtype).element_size(), 1))
+    out = torch.empty(z.shape[0], A.shape[0], dtype=dtype, device=z.device)
+    for s in range(0, A.shape[0], rows):
+        out[:, s:s + rows] = z @ A[s:s + rows].to(z.device, dtype, non_blocking=True).T
+    return out
 
 
 def _gaussian(gen: torch.Generator, rows: int, cols: int, var: float) -> torch.Tensor:
@@ -114,11 +149,56 @@ class GReLUMLP(ReLUMLP):
         self.register_buffer("psi", psi)
         self.register_buffer("gate_C", self.C.detach().clone())  # the gate path's own, frozen C
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+    @property
+    def gate_path_offloaded(self) -> bool:
+        return "psi" not in self._buffers
+
+    def offload_gate_path(self, pin: bool = False) -> None:
+        """Move Psi and C_0 to the host (page-locked with ``pin``) and unregister them as buffers, so that
+        no later ``.to(device)`` brings them back; :meth:`gates` streams them to the data's device."""
+        if self.gate_path_offloaded:
+            return
+        for name in GATE_PATH:
+            setattr(self, name, _pinned(self._buffers.pop(name), pin))
+
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)
+        if self.gate_path_offloaded:  # follow the module's dtype changes (64-true, bf16-true), never its moves
+            for name in GATE_PATH:
+                t = getattr(self, name)
+                dtype = fn(torch.empty(0, dtype=t.dtype)).dtype
+                if dtype != t.dtype:
+                    setattr(self, name, _pinned(t.to(dtype), t.is_pinned()))
+        return out
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if self.gate_path_offloaded:  # checkpoints hold the gate path wherever it lives (same keys, same order)
+            for name in GATE_PATH:
+                t = getattr(self, name)
+                destination[prefix + name] = t if keep_vars else t.detach()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
         # checkpoints written before the gate path had its own C: it was C, which did not train then
         if prefix + "gate_C" not in state_dict and prefix + "C" in state_dict:
             state_dict[prefix + "gate_C"] = state_dict[prefix + "C"]
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if self.gate_path_offloaded:  # not buffers now: fill the host copies here
+            for name in GATE_PATH:
+                key, mine = prefix + name, getattr(self, name)
+                if key not in state_dict:
+                    if strict:
+                        missing_keys.append(key)
+                    continue
+                theirs = state_dict.pop(key)
+                if theirs.shape != mine.shape:
+                    error_msgs.append(f"size mismatch for {key}: copying a param with shape {tuple(theirs.shape)} "
+                                      f"from checkpoint, the shape in current model is {tuple(mine.shape)}.")
+                else:
+                    with torch.no_grad():
+                        mine.copy_(theirs)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     @classmethod
     def from_relu(cls, relu: ReLUMLP) -> "GReLUMLP":
@@ -138,10 +218,10 @@ class GReLUMLP(ReLUMLP):
         in float32 or wider so that a sample's pattern does not depend on the training precision."""
         with torch.autocast(device_type=x.device.type, enabled=False):
             dtype = torch.promote_types(self.psi.dtype, torch.float32)
-            z = torch.relu(x.to(dtype) @ self.gate_C.to(dtype).T)
+            z = torch.relu(gate_matmul(x.to(dtype), self.gate_C, dtype))
             masks = []
             for psi in self.psi:
-                z = torch.relu(z @ psi.to(dtype).T)
+                z = torch.relu(gate_matmul(z, psi, dtype))
                 masks.append(z > 0)
         return masks
 
