@@ -45,6 +45,9 @@ def parse_args(argv):
                         "file in the work directory); e.g. postgresql://user@host/db to share one across hosts")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="width-scan targets: local worker processes (default: one per CPU core)")
+    p.add_argument("--no-report", action="store_true",
+                   help="width-scan targets: only work on the scan (no results, no lock on the work directory): "
+                        "for many workers on a cluster; one final run without it writes the results")
     p.add_argument("--list", action="store_true", help="list the targets and exit")
     args = p.parse_args(argv)
     if not args.list and not args.target:
@@ -56,8 +59,8 @@ def parse_args(argv):
     if args.target and args.profile not in TARGETS[args.target].profiles:
         p.error(f"{args.target} has no --profile {args.profile}; its profiles: "
                 f"{', '.join(TARGETS[args.target].profiles)}")
-    if (args.storage or args.workers) and args.target and not TARGETS[args.target].engine:
-        p.error(f"--storage and --workers are for width-scan targets (atlas, fig2a), not {args.target}")
+    if (args.storage or args.workers or args.no_report) and args.target and not TARGETS[args.target].engine:
+        p.error(f"--storage, --workers and --no-report are for width-scan targets (atlas, fig2a), not {args.target}")
     if args.part is not None:
         k, sep, n = args.part.partition("/")
         if not (sep and k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
@@ -98,6 +101,14 @@ def main(argv: list[str] | None = None) -> None:
                   storage=args.storage, workers=args.workers or os.cpu_count() or 1)
     try:
         command = "grelu-reproduce " + " ".join(shlex.quote(a) for a in argv)
+        if args.no_report:
+            from lightning_grelu.scan.work import run_workers
+
+            work = (Path(args.work) / target.name / args.profile).resolve()
+            run_workers(target.scan(ctx, work), ctx.workers)
+            print(f"grelu-reproduce: {target.name} ({args.profile}): the scan is finished; without --no-report the "
+                  "same command writes the results")
+            return
         dest = run_target(target, ctx, Path(args.results), Path(args.work), command, fresh=args.fresh,
                           device="gpu" if args.profile == "paper" else "cpu")
     except ConfigError as e:

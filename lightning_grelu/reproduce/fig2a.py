@@ -16,6 +16,7 @@ from lightning_grelu.results.plots import _pyplot
 from lightning_grelu.scan import grid
 from lightning_grelu.scan.engine import Scan
 from lightning_grelu.scan.grid import P_GRID
+from lightning_grelu.scan.verdict import VERDICTS
 
 POLICIES = ("fixed", "ntk")  # the paper's one lr for every width; 1 / lambda_max(NTK) per net
 PROFILES = {
@@ -72,9 +73,11 @@ both ReLU and GReLU. In contrast, none of the runs with lower width converged, f
             initial = [v for v in (r.get("initial/train_sse") for r in members) if isinstance(v, (int, float))]
             lrs = [r.get("lr") for r in members if isinstance(r.get("lr"), (int, float))]
             eps = members[0].get("eps")
+            kinds = [r.get("verdict") for r in members]
             rows.append({"lr policy": policy or "fixed", "model": model, "width": width,
                          "label": labels.get(width, "?"), "seeds": len(members),
                          "converged (train/sse <= eps)": sum(v <= eps for v in finite),
+                         "verdicts conv/div/stall/unfin": "/".join(str(kinds.count(k)) for k in VERDICTS),
                          "eps": eps, "lr min": min(lrs) if lrs else None, "lr max": max(lrs) if lrs else None,
                          # the initial SSE varies ~10x across seeds: its range, not one seed's
                          "initial train/sse min": min(initial) if initial else None,
@@ -93,7 +96,13 @@ both ReLU and GReLU. In contrast, none of the runs with lower width converged, f
                 if any(r["lr policy"] == policy for r in rows):
                     verdict.append(f"- {policy} lr, {model}: every seed converged at {', '.join(all_in) or 'no width'}; "
                                    "the paper (fixed lr): only p=1.0.")
-        return (f"n = {p['n']}, L = {p['depth']}, n^2 L = {p['n'] ** 2 * p['depth']}. A run converged when its final "
+        T = runs[0].get("budget_steps") if runs else None
+        lead = {pol: [ln for ln in verdict if ln.startswith(f"- {pol} ")] for pol in POLICIES}
+        answer = (f"**Answer.** Within {T} GD steps, to train SSE <= {rows[0]['eps'] if rows else '-'} (absolute), "
+                  f"n = {p['n']}, L = {p['depth']}: " + " ".join(ln[2:].replace("; the paper (fixed lr): only p=1.0.", ".") for pol in POLICIES
+                                                      for ln in lead[pol])
+                  + " The paper (its fixed lr): all 5 seeds converge at p = 1, none at any narrower width.")
+        return (answer + "\n\n" + f"n = {p['n']}, L = {p['depth']}, n^2 L = {p['n'] ** 2 * p['depth']}. A run converged when its final "
                 "train SSE (whole training set, final weights) is <= eps. `fixed`: the paper's protocol, one lr for "
                 "every width; `ntk`: eta = 1 / lambda_max of each net's NTK Gram at init (`model.lr_policy=ntk`), "
                 "same widths, seeds and step budget.\n\n" + "\n".join(verdict) + "\n\n" + tables.markdown(rows)

@@ -42,6 +42,9 @@ def phase_diagram(path: Path, cells: list[scaling.Cell], protocol, group) -> Non
         ax.set_ylabel("width m")
         top = max((w for c in mine for w in c.answers), default=2)
         ax.set_ylim(0.8, top * 2.5)
+        if ns and ns[0] ** 2 * L * d_y > top * 2.5:  # the theory's width lies far above every scanned one
+            ax.text(0.02, 0.97, f"theory n^2 L d_y >= {ns[0] ** 2 * L * d_y}: above the frame", fontsize=7,
+                    color="tab:red", transform=ax.transAxes, va="top")
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()

@@ -37,7 +37,7 @@ def report(runs, out: Path, *, budgets: list[int], targets, headline: tuple[int,
     protocols = [(T, eps) for T in budgets for eps in targets]
     fits = {(g, p, which): scaling.fit_exponents([c for c in found if c.group == g], p, which, n_boot=N_BOOT)
             for g in groups for p in protocols for which in ("m50", "m_all")}
-    exp_rows = [{"data": g[0], "model": g[1], "T": p[0], "eps": _key(p[1]), "m*": which.replace("m", "m*", 1),
+    exp_rows = [{"data": g[0], "model": g[1], "T": p[0], "eps": _key(p[1]), "m*": {"m50": "m*_50", "m_all": "m*_all"}[which],
                  "cells fitted": f["points"], "outside the range": f["excluded"],
                  "n exponent [95% CI]": _exp(f, "n"), "L exponent [95% CI]": _exp(f, "L"),
                  "d_y exponent [95% CI]": _exp(f, "d_y"), "theory": "2, 1, 1", "counting": "0.5, -0.5, 0.5"}

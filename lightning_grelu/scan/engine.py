@@ -251,7 +251,8 @@ class Engine:
         """Claim waiting trials: a batch of one shape (any series, as many as ``max_nets``), or one trial that
         grelu-train must run."""
         waiting = []
-        for t in self.storage.get_all_trials(self.study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        # through the study's own storage: on RDB its caching wrapper must know a trial a grelu-train trial writes to
+        for t in self.study._storage.get_all_trials(self.study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
             params = t.system_attrs.get("fixed_params")
             s = self._series_of(params) if params else None
             if s is not None:
@@ -306,9 +307,19 @@ class Engine:
             raise
         finally:
             stop.set()
-        for (trial, params, s), p, out in zip(claimed, prepared, outcomes):
-            summary = runner.write_record(p, out, self.scan.budgets)
-            self._tell(trial, params, summary, runner.curve(out.sse))
+        told = 0
+        try:
+            for (trial, params, s), p, out in zip(claimed, prepared, outcomes):
+                summary = runner.write_record(p, out, self.scan.budgets)
+                self._tell(trial, params, summary, runner.curve(out.sse))
+                told += 1
+        except BaseException as e:  # those not told go back to the queue (a written record is told from)
+            for trial, _, _ in claimed[told:]:
+                try:
+                    release(self.storage, trial, f"stopped while telling: {type(e).__name__}: {e}")
+                except Exception:
+                    pass  # the storage itself failed: the next worker to look puts them back (dead pid)
+            raise
         sync(self.storage)  # the batch's answers are durable (the journal is synced per batch, not per write)
         self.ran["trials"] += len(claimed)
         self.ran["batches"] += 1
@@ -334,19 +345,21 @@ class Engine:
         return cfg, config
 
     def _tell(self, trial: optuna.Trial, params: dict, summary: dict, points) -> None:
+        """Parameters (as Optuna parameters over the scan's distributions: optuna-dashboard plots them), the
+        record, and COMPLETE with the final train SSE (a diverged run: inf; an answer, not a fault). Written
+        through the storage itself: the study's caching wrapper knows only the trials it read."""
+        tid = trial._trial_id
         for name, dist in self.distributions().items():
             if name in params:
-                if isinstance(dist, optuna.distributions.IntDistribution):
-                    trial.suggest_int(name, dist.low, dist.high, log=dist.log)
-                else:
-                    trial.suggest_categorical(name, dist.choices)
-        answer = {f"{float(k.split('/')[1]):.0e}": v for k, v in summary.items()
-                  if k.startswith("steps_to/")}
-        trial.set_user_attr("record", {"answer": answer, "summary": summary, "curve": points,
-                                       "overrides": [*self.scan.base, *(f"{k}={v}" for k, v in params.items())]})
+                value = int(params[name]) if isinstance(dist, optuna.distributions.IntDistribution) else params[name]
+                self.storage.set_trial_param(tid, name, dist.to_internal_repr(value), dist)
+        answer = {f"{float(k.split('/')[1]):.0e}": v for k, v in summary.items() if k.startswith("steps_to/")}
+        self.storage.set_trial_user_attr(tid, "record", {
+            "answer": answer, "summary": summary, "curve": points,
+            "overrides": [*self.scan.base, *(f"{k}={v}" for k, v in params.items())]})
         faults.point("tell")
         value = summary.get("train/sse")
-        self.study.tell(trial, [value if value is not None else float("inf")])  # diverged: an answer, not a fault
+        self.storage.set_trial_state_values(tid, TrialState.COMPLETE, [value if value is not None else float("inf")])
 
     def distributions(self) -> dict:
         """The scan's parameters as Optuna distributions (optuna-dashboard plots them)."""

@@ -58,7 +58,7 @@ def run_workers(scan: Scan, workers: int = 1, progress=print) -> None:
 
     previous = {s: signal.signal(s, forward) for s in SIGNALS}
     try:
-        codes = [p.wait() for p in procs]
+        codes = _wait_all(procs)
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
@@ -71,6 +71,20 @@ def run_workers(scan: Scan, workers: int = 1, progress=print) -> None:
             raise Interrupted(bad[0] - 128)
         raise ConfigError(f"a scan worker exited {bad[0]} (see its message above); finished trials are kept: run "
                           "the same command again to go on")
+
+
+def _wait_all(procs) -> list[int]:
+    """Wait for every worker, reaping each as it ends (an unreaped one would look alive to the others, which
+    then never put its trials back)."""
+    import time
+
+    codes: dict[int, int] = {}
+    while len(codes) < len(procs):
+        for i, p in enumerate(procs):
+            if i not in codes and p.poll() is not None:
+                codes[i] = p.returncode
+        time.sleep(0.2)
+    return [codes[i] for i in range(len(procs))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as e:
         print(f"scan worker: {e}: its trials are back in the queue", file=sys.stderr)
         return e.exit_code
+    except Exception as e:  # the trials it held are back in the queue (Engine releases them); say why it stopped
+        import traceback
+
+        traceback.print_exc()
+        print(f"scan worker: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -160,7 +160,8 @@ def fail_dead_trials(study: optuna.Study, storage, spec: SweepSpec | None = None
             summary = _finished_summary(Path(t.user_attrs.get("run_dir", "")))
             if summary is not None and spec is not None:
                 tell(spec, study, storage, optuna.Trial(study, t._trial_id), 3 if summary["status"] == "diverged"
-                     else 0, "finished; its worker died before telling the study", summary)
+                     else 0, "finished; its worker died before telling the study", summary,
+                     diverged_answers="fixed_params" in t.system_attrs)  # a scan's trial: diverging is an answer
             elif t.user_attrs.get("attempts", 1) >= MAX_ATTEMPTS:
                 storage.set_trial_user_attr(t._trial_id, "fail_reason", f"worker died {MAX_ATTEMPTS} times (last: {who})")
                 storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
@@ -180,12 +181,18 @@ def _finished_summary(run_dir: Path) -> dict | None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether a process of this host runs (a zombie, dead but not yet reaped, does not)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
-        return True
     except ProcessLookupError:
         return False
     except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
         return True
 
 
@@ -270,7 +277,7 @@ def run_trial(spec: SweepSpec, study: optuna.Study, storage, trial: optuna.Trial
                            "(the trial is back in the queue; fix this and start the worker again)")
     summary = _finished_summary(run_dir) or _read_summary(run_dir)
     faults.point("tell")  # the trial has finished; the study does not know yet
-    return tell(spec, study, storage, trial, code, reason, summary)
+    return tell(spec, study, storage, trial, code, reason, summary, diverged_answers=fixed)
 
 
 def _read_summary(run_dir: Path) -> dict:
@@ -281,7 +288,7 @@ def _read_summary(run_dir: Path) -> dict:
 
 
 def tell(spec: SweepSpec, study: optuna.Study, storage, trial: optuna.Trial, code: int | None, reason: str,
-         summary: dict) -> str:
+         summary: dict, diverged_answers: bool = False) -> str:
     """Record a finished attempt in the study: completed with its objectives, pruned, or failed with why."""
     # every finished trial says whether it reached eps (frontier mode reads it; pruned: no)
     trial.set_user_attr("converged", summary.get("steps_to_eps") is not None)
@@ -297,6 +304,10 @@ def tell(spec: SweepSpec, study: optuna.Study, storage, trial: optuna.Trial, cod
         missing = [m for (m, _), v in zip(spec.objectives, values) if not _finite(v)]
         reason = f"objective {', '.join(missing)} not produced by the run (null in summary.json)"
     elif summary.get("status") == "diverged":
+        if diverged_answers:  # a width scan's trial: diverging is its answer at this width, not a fault
+            trial.set_user_attr("verdict", "diverged")
+            study.tell(trial, [float("inf")] * len(spec.objectives))
+            return "completed"
         reason = f"diverged: {summary.get('error')}"
     trial.set_user_attr("fail_reason", reason)
     study.tell(trial, state=TrialState.FAIL)
