@@ -1,5 +1,5 @@
 """optuna-dashboard reads a frontier study as a researcher needs: the objective by its metric name, the
-frontier's parameters as Optuna parameters it can plot, and "not needed" seeds as pruned, not failed."""
+frontier's parameters as Optuna parameters it can plot, and no trial shown as failed that did not fail."""
 
 import json
 import os
@@ -42,9 +42,7 @@ def test_optuna_dashboard_shows_frontier_metric_parameters_and_no_false_failures
     assert space == {"data.n": "CategoricalDistribution", "model.width": "IntDistribution",
                      "seed": "CategoricalDistribution"}
     states = [t["state"] for t in detail["trials"]]
-    assert "Fail" not in states and "Complete" in states
-    skipped = [t for t in detail["trials"] if t["state"] == "Pruned"]
-    assert skipped and all(any(a["key"] == "skipped_because" for a in t["user_attrs"]) for t in skipped)
+    assert set(states) == {"Complete"}  # a width scan runs every seed at every width: nothing failed or dropped
     completed = [t for t in detail["trials"] if t["state"] == "Complete"]
     assert all({p["name"] for p in t["params"]} == set(space) for t in completed)
     assert detail["best_trials"]  # a best trial among real results

@@ -60,3 +60,18 @@ def test_the_readme_group_table_lists_every_option_of_every_group():
         listed = set(re.findall(r"`([a-z0-9_]+)`", row))
         options = {p.stem for p in (PKG / "conf" / group).glob("*.yaml")}
         assert options <= listed, f"README's {group}/ row lacks {sorted(options - listed)}"
+
+
+def test_the_width_searches_are_descriptions_over_the_one_engine():
+    """The atlas, fig2a and grelu-sweep's frontier mode import the width-search engine (lightning_grelu.scan) and
+    define no search of their own: no loop over widths that decides the next one, no second P_GRID."""
+    users = {"atlas": PKG / "reproduce" / "atlas.py", "fig2a": PKG / "reproduce" / "fig2a.py",
+             "frontier": PKG / "sweeps" / "frontier.py"}
+    for name, path in users.items():
+        assert any(m.startswith("lightning_grelu.scan") for m in imports_of(path)), name
+        tree = ast.parse(path.read_text())
+        defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        assert not defined & {"search", "bisect", "cell_frontier", "converges", "needed", "m_all", "m_50"}, name
+    grids = [p for p in PKG.rglob("*.py") for n in ast.walk(ast.parse(p.read_text()))
+             if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "P_GRID" for t in n.targets)]
+    assert grids == [PKG / "scan" / "grid.py"]

@@ -139,7 +139,8 @@ class _Batch:
         self.y = torch.zeros(K, n, d_out, **kw)
         self.Wt = [torch.zeros(K, m, m, **kw) for _ in range(self.depth)]  # W_k transposed: h @ Wt = (W h)^T
         self.B = torch.zeros(K, d_out, m, **kw)
-        self.gates = [torch.zeros(K, n, m, dtype=torch.bool, device=self.device) for _ in range(self.depth)]
+        # 0/1 in the values' dtype: a float mask multiplies without a conversion (a bool one is converted each time)
+        self.gates = [torch.zeros(K, n, m, **kw) for _ in range(self.depth)]
         self.is_grelu = torch.tensor([net.gates is not None for net in nets], device=self.device)
         for i, net in enumerate(nets):
             ni, mi = net.n, net.width
@@ -149,7 +150,7 @@ class _Batch:
             for k in range(self.depth):
                 self.Wt[k][i, :mi, :mi] = net.W[k].to(self.device, dtype).T
                 if net.gates is not None:
-                    self.gates[k][i, :ni, :mi] = net.gates[k].to(self.device)
+                    self.gates[k][i, :ni, :mi] = net.gates[k].to(self.device, dtype)
             self.B[i, :, :mi] = net.B.to(self.device, dtype)
         self.lr = torch.tensor([net.lr for net in nets], **kw)
         self.stop_below = torch.tensor([-math.inf if net.stop_below is None else net.stop_below for net in nets],
@@ -164,9 +165,10 @@ class _Batch:
     def _mask(self, k: int, p: torch.Tensor) -> torch.Tensor:
         if self.all_grelu:
             return self.gates[k]
+        relu = (p > 0).to(p.dtype)
         if self.all_relu:
-            return p > 0
-        return torch.where(self.is_grelu[:, None, None], self.gates[k], p > 0)
+            return relu
+        return torch.where(self.is_grelu[:, None, None], self.gates[k], relu)
 
     def forward(self):
         """SSE per net, and what the backward pass needs (each layer's input and mask, the residual)."""

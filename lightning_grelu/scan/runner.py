@@ -158,7 +158,12 @@ def run(prepared: list[Prepared], device="cpu", should_stop=lambda: False, max_n
     """Train the trials (grouped by shape, ``max_nets`` at a time); a trial under the ``ntk`` policy that
     diverged is trained again from its initialization at half the step, ``ntk_retries`` times."""
     outcomes: dict[int, Outcome] = {}
-    todo = list(range(len(prepared)))
+    for i, p in enumerate(prepared):
+        if p.net.lr == 0:  # a dead net (every unit off on every sample) cannot move: its SSE stays where it is
+            sse0 = p.info["initial/train_sse"]
+            outcomes[i] = Outcome(sse=[sse0] * (budget_of(p.cfg) + 1), steps=budget_of(p.cfg), stopped="budget",
+                                  extra={"batch_size": 1})
+    todo = [i for i in range(len(prepared)) if i not in outcomes]
     attempt = 0
     while todo:
         cap = (16 if torch.device(device).type == "cuda" else 2) * 2**30
