@@ -53,14 +53,8 @@ def check_trial_config(spec) -> None:
     so that an unknown key or a bad base fails now, in one line."""
     from lightning_grelu.sweeps.run_trial import compose_trial
 
-    sample = [f"{p.name}={(p.choices or p.grid or [p.low])[0] if p.type != 'int' else int(p.low)}" for p in spec.space]
-    if spec.extra.get("frontier"):
-        from lightning_grelu.sweeps.frontier import parse_frontier
-
-        f = parse_frontier(spec.extra["frontier"])
-        sample += [f"{k}={v[0]}" for k, v in f.cells.items()] + [f"model.width={f.low}"]
     try:
-        cfg = compose_trial("/tmp/unused", [*spec.base, *sample])
+        cfg = compose_trial("/tmp/unused", [*spec.base, *spec.sample_overrides()])
     except Exception as e:
         raise ConfigError(f"sweep: a trial's config does not compose: {str(e).splitlines()[0]}") from None
     validate(cfg)

@@ -72,6 +72,7 @@ def open_study(spec: SweepSpec, placeholders: bool = True) -> tuple[optuna.Study
                               "creating it); delete the study or pick another sweep.name") from None
         if [d.name.lower() for d in study.directions] != spec.directions:
             raise ConfigError(f"study {spec.name!r} exists with other objectives; pick another sweep.name") from None
+        binding.check_spec(study, spec)  # one protocol per study: a changed base is refused before anything
         binding.bind(Path(spec.out_dir), spec, study)
         if placeholders:
             grow(study, storage, spec)
