@@ -40,12 +40,35 @@ def load_spec(overrides: list[str] | None = None, node: dict | None = None):
     if node is None:
         try:
             with initialize_config_dir(config_dir=str(SWEEP_CONF_DIR), version_base="1.3"):
-                node = OmegaConf.to_container(compose("grelu_sweep", overrides=overrides).sweep, resolve=True)
+                node = OmegaConf.to_container(compose("grelu_sweep", overrides=whole_mappings(overrides or [])).sweep,
+                                              resolve=True)
         except Exception as e:  # unknown sweep name or key
             raise ConfigError(f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
     spec = parse(node)
     check_trial_config(spec)
     return spec
+
+
+def whole_mappings(overrides: list[str]) -> list[str]:
+    """``sweep.KEY={...}`` (``sweep.space={model.depth: {...}}``, ``sweep.frontier.cells={model.depth: [1, 2]}``)
+    gives the whole mapping: it replaces the spec's. Hydra would merge it into the old one, and refuse a key
+    the old one lacks ("Could not override"), so it becomes Hydra's delete-then-add, ``~sweep.KEY
+    +sweep.KEY={...}`` (a KEY the spec lacks is then Hydra's one line: "Could not delete")."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+
+    parser, out = OverridesParser.create(), []
+    for text in overrides:
+        try:
+            o = parser.parse_override(text)
+        except Exception:  # not an override (a flag), or a malformed one: Hydra says what is wrong with it
+            out.append(text)
+            continue
+        if o.type == OverrideType.CHANGE and o.key_or_group.startswith("sweep.") and isinstance(o.value(), dict):
+            out += [f"~{o.key_or_group}", f"+{text}"]
+        else:
+            out.append(text)
+    return out
 
 
 def check_trial_config(spec) -> None:
@@ -127,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
               file=sys.stderr)
         sys.exit(EXIT_CONFIG)
     if any(a.startswith("-") for a in args):  # --help, -h, --cfg job, --info, --shell-completion: Hydra's
-        sys.argv = [sys.argv[0], *args]
+        sys.argv = [sys.argv[0], *whole_mappings(args)]
         _hydra_main()
         return
     run(args)  # composed here, so that a bad override is one line rather than Hydra's report
