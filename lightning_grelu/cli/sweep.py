@@ -20,6 +20,7 @@ from lightning_grelu.signals import Interrupted, raise_on_signals
 
 raise_on_signals()  # first thing: Ctrl-C or SIGTERM is one line and 128+N, never a traceback
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -89,19 +90,22 @@ def check_trial_config(spec) -> None:
 
 def check_out_dir(out_dir: Path) -> None:
     """out_dir can be made and written, with room for a trial's records."""
-    import shutil
     import tempfile
 
     from lightning_grelu.errors import MachineError
 
+    existing = out_dir  # tried where it is, or where it would be made: a refused command makes nothing
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write_test."):
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is not a directory")
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write_test."):
             pass
     except OSError as e:
         raise MachineError(f"sweep.out_dir {out_dir} is not writable: {e.strerror or e} (a read-only filesystem?); "
                            "choose another sweep.out_dir") from None
-    if shutil.disk_usage(out_dir).free < 64 << 20:
+    if shutil.disk_usage(existing).free < 64 << 20:
         raise MachineError(f"sweep.out_dir {out_dir}: less than 64 MiB free; free some space or choose another")
 
 
@@ -109,8 +113,10 @@ def run(overrides: list[str] | None = None, node: dict | None = None) -> None:
     from rich.console import Console
 
     console = Console(stderr=False, soft_wrap=True, highlight=False)
+    made = None  # sweep.out_dir, when this command is the one that makes it: a refusal removes it again
     try:
         spec = load_spec(overrides, node)
+        made = _first_missing(Path(spec.out_dir).resolve())
         if spec.extra.get("frontier"):
             from lightning_grelu.sweeps.frontier import Frontier, parse_frontier
 
@@ -123,6 +129,7 @@ def run(overrides: list[str] | None = None, node: dict | None = None) -> None:
 
         done = work(spec, progress=console.print)
     except ConfigError as e:
+        _remove_if_empty(made, Path(spec.out_dir).resolve() if made else None)
         print(f"grelu-sweep: error: {e}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
     except Interrupted as e:
@@ -131,6 +138,29 @@ def run(overrides: list[str] | None = None, node: dict | None = None) -> None:
         sys.exit(e.exit_code)
     console.print(f"{spec.name}: this worker ran {done['completed']} completed, {done['failed']} failed and "
                   f"{done['pruned']} pruned trials; storage {spec.storage_url()}")
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (what this command would make), or None."""
+    if path.exists():
+        return None
+    while not path.parent.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _remove_if_empty(made: Path | None, out_dir: Path | None) -> None:
+    """A refused command leaves nothing it made: out_dir when empty (or holding only an empty new storage
+    file), and the folders above it up to ``made``, the outermost one this command made."""
+    if made is None or out_dir is None or not out_dir.is_dir():
+        return
+    if not all(p.name == "study.db" and p.stat().st_size == 0 for p in out_dir.iterdir()):
+        return
+    shutil.rmtree(out_dir, ignore_errors=True)
+    folder = out_dir.parent
+    while (folder == made or made in folder.parents) and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
 
 
 @hydra.main(version_base="1.3", config_path=str(SWEEP_CONF_DIR), config_name="grelu_sweep")
@@ -143,8 +173,20 @@ def _hydra_main(cfg: DictConfig) -> None:
     run(node=node)
 
 
+def check_sweep_choice(args: list[str]) -> None:
+    """``sweep=NAME`` names a file of sweep_conf/sweep/: a typo gets one line listing them, not Hydra's report."""
+    options = sorted(p.stem for p in (SWEEP_CONF_DIR / "sweep").glob("*.yaml"))
+    for a in args:
+        key, sep, value = a.partition("=")
+        if sep and key.lstrip("+") == "sweep" and value not in options:
+            print(f"grelu-sweep: error: unknown sweep {value!r}: choose one of {', '.join(options)} (sweep=NAME)",
+                  file=sys.stderr)
+            sys.exit(EXIT_CONFIG)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    check_sweep_choice(args)
     if any(a in ("-m", "--multirun") for a in args):
         print("grelu-sweep: error: -m: a worker runs one study; start it N times for N workers (no Hydra multirun)",
               file=sys.stderr)

@@ -153,6 +153,10 @@ def parse(node: dict) -> SweepSpec:
     n = node.get("n_trials")
     if not isinstance(n, int) or n < 1:
         raise ConfigError(f"sweep.n_trials must be an integer >= 1, got {n!r}")
+    if node.get("storage") is not None:
+        from lightning_grelu.sweeps.storage import check_url
+
+        check_url(node["storage"])
     spec = SweepSpec(name=str(node.get("name")), base=[*(node.get("base") or []), *(node.get("trial_overrides") or [])],
                      space=space,
                      objectives=objectives, sampler=sampler, pruner=pruner, n_trials=n,

@@ -19,6 +19,15 @@ DB_TIMEOUT_S = float(os.environ.get("GRELU_DB_TIMEOUT_S", 30))  # default bound 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental"
 
 
+SCHEMES = ("sqlite:///", "journal://", "postgresql://", "postgresql+psycopg2://", "postgresql+psycopg://", "mysql")
+
+
+def check_url(url: str) -> None:
+    """A storage URL of a kind this suite opens (checked when the spec is read, before anything is made)."""
+    if not str(url).startswith(SCHEMES):
+        raise ConfigError(f"sweep.storage {url!r}: use sqlite:///file.db, journal:///file.log or postgresql://...")
+
+
 def make_storage(url: str, retry_dead: bool, timeout_s: float = DB_TIMEOUT_S, create: bool = True):
     """``timeout_s`` bounds connecting and each statement on PostgreSQL (a server that accepts a connection
     and never answers cannot hang a worker or a report) and waiting for SQLite's write lock. ``create=False``
