@@ -43,7 +43,7 @@ def _run_target(target, ctx, results_root, work, command, fresh, progress, devic
     with atomic_dir(dest) as out:
         copy_records(work, out)
         body = target.report(work, out, ctx)
-        (out / "README.md").write_text(header(target, ctx, command, hardware(dev), commit()) + parts
+        (out / "README.md").write_text(header(target, ctx, command, hardware(dev), commit(), work) + parts
                                        + "## Measured\n\n" + body)
     return dest
 
