@@ -79,6 +79,11 @@ def test_smoke_profile_writes_the_paper_beside_measured_numbers(tmp_path, target
     for col in measured:  # the numbers were measured: a filled cell in some row
         assert any(r.get(col) not in (None, "") for r in rows), (col, rows[:2])
     assert list((res / "runs").glob("*/summary.json"))  # the records the figures were drawn from
+    import re
+
+    jobs = [ln for ln in out.stdout.splitlines() if re.match(r"\[\d+/\d+\] ", ln)]
+    assert jobs and not any(re.search(r"\d\.\d{5,}", ln) for ln in jobs), jobs  # 4 significant digits, not 16
+    assert "jobs took" in readme
     if target != "fig2a":  # the title states the protocol, the next line the outcome against the paper
         title, _, outcome = readme.splitlines()[:3]
         assert ("ntk step" in title or "fixed lr" in title) and "epochs" in title, title

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 from lightning_grelu.atomic import atomic_dir, write_atomic
@@ -36,14 +37,17 @@ def _run_target(target, ctx, results_root, work, command, fresh, progress, devic
 
     from lightning_grelu.bench import commit, hardware
 
+    t0 = time.monotonic()
     target.execute(ctx, work, fresh, progress)
+    took = time.monotonic() - t0  # what this command's jobs took (finished jobs are reused, not re-run)
+    progress(f"{target.name} ({ctx.profile}): jobs took {took:.4g} s")
     parts = note_part(work, ctx)
     dest = results_root / target.name / ctx.profile
     dev = torch.device("cuda" if device == "gpu" and torch.cuda.is_available() else "cpu")
     with atomic_dir(dest) as out:
         copy_records(work, out)
         body = target.report(work, out, ctx)
-        (out / "README.md").write_text(header(target, ctx, command, hardware(dev), commit(), work) + parts
+        (out / "README.md").write_text(header(target, ctx, command, hardware(dev), commit(), work, took) + parts
                                        + "## Measured\n\n" + body)
     return dest
 
