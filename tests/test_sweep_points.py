@@ -14,15 +14,16 @@ TINY = "sweep.base=['experiment=ackley_small','callbacks=none','trainer.max_epoc
 
 
 def points(url: str, storage, out, sampler: str) -> list[tuple]:
-    """3 workers at once on 6 trials, then one more worker with sweep.n_trials=8: the study's points."""
+    """3 workers at once on 3 trials (each draws one, at the same moment), then one more worker with
+    sweep.n_trials=5 (a restart that grows the study): the study's points."""
     args = ["sweep=ackley_width_lr", f"sweep.sampler={sampler}", f"sweep.storage={url}", f"sweep.out_dir={out}", TINY]
-    workers = [sweep(*args, "sweep.n_trials=6", cwd=out.parent, wait=False) for _ in range(3)]
+    workers = [sweep(*args, "sweep.n_trials=3", cwd=out.parent, wait=False) for _ in range(3)]
     outs = [w.communicate(timeout=600) for w in workers]
     assert all(w.returncode == 0 for w in workers), "\n".join(o[1][-2000:] for o in outs)
-    later = sweep(*args, "sweep.n_trials=8", cwd=out.parent)
+    later = sweep(*args, "sweep.n_trials=5", cwd=out.parent)
     assert later.returncode == 0, later.stderr[-2000:]
     trials = optuna.load_study(study_name="ackley_width_lr", storage=storage).get_trials()
-    assert len(trials) == 8 and all(t.state == TrialState.COMPLETE for t in trials), [t.state for t in trials]
+    assert len(trials) == 5 and all(t.state == TrialState.COMPLETE for t in trials), [t.state for t in trials]
     return [(t.params["model"], t.params["model.width"], t.params["model.lr"]) for t in trials]
 
 
@@ -35,6 +36,6 @@ def test_workers_and_a_restart_draw_distinct_points_reproducible_from_the_seed(t
     on_sqlite = points(sqlite_url, sqlite_url, tmp_path / "a" / "out", sampler)
     on_postgres = points(postgres, postgres.replace("postgresql://", "postgresql+psycopg://"), tmp_path / "b" / "out",
                          sampler)
-    assert len(set(on_sqlite)) == 8, f"repeated points on SQLite: {sorted(on_sqlite)}"
-    assert len(set(on_postgres)) == 8, f"repeated points on PostgreSQL: {sorted(on_postgres)}"
+    assert len(set(on_sqlite)) == 5, f"repeated points on SQLite: {sorted(on_sqlite)}"
+    assert len(set(on_postgres)) == 5, f"repeated points on PostgreSQL: {sorted(on_postgres)}"
     assert set(on_sqlite) == set(on_postgres)  # the same seed, run twice: the same points
