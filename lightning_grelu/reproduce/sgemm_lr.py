@@ -69,8 +69,8 @@ same number of parameters." (Curves only; the learning rates are not listed, our
 
     def protocol(self, work: Path, ctx: Context) -> str:
         s = SIZES[ctx.profile]
-        return (f"SGEMM train loss of GReLU and ReLU at w{s['width']} d{s['depth']} across lrs "
-                f"{', '.join(f'{lr:g}' for lr in LRS)}, and GReLU at lr 1e-4 across widths {s['widths']} x depths "
+        return (f"SGEMM train loss of GReLU and ReLU at w{s['width']} d{s['depth']} across fixed lr "
+                f"{', '.join(f'{lr:g}' for lr in LRS)}, and GReLU at fixed lr 1e-4 across widths {s['widths']} x depths "
                 f"{s['depths']}, {budget_of(runs_in(work))}")
 
     def outcome(self, work: Path, ctx: Context) -> str:
@@ -115,7 +115,7 @@ monotonically, and reach smaller values with larger learning rates." (Curves onl
 
     def protocol(self, work: Path, ctx: Context) -> str:
         s = SIZES[ctx.profile]
-        return (f"SGEMM train loss of GReLU and ReLU at w{s['width']} d{s['depth']}, high lrs "
+        return (f"SGEMM train loss of GReLU and ReLU at w{s['width']} d{s['depth']}, high fixed lr "
                 f"{', '.join(f'{lr:g}' for lr in HIGH_LRS)}, {budget_of(runs_in(work))}")
 
     def outcome(self, work: Path, ctx: Context) -> str:
