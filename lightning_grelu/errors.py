@@ -1,6 +1,7 @@
 """User-facing errors: each carries one line that names the problem and the fix."""
 
 import argparse
+import re
 import sys
 
 
@@ -23,7 +24,11 @@ EXIT_DIVERGED = 3  # the loss became NaN/Inf; the last good checkpoint is kept
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with the suite's error style: one line (what is wrong, where help is), exit 2."""
+    """argparse with the suite's error style: one line (what is wrong, where help is), exit 2; and help texts
+    in plain words (the docstrings they come from mark code ``like this``; a terminal shows it as is)."""
+
+    def format_help(self) -> str:
+        return re.sub(r"``([^`]+)``", r"\1", super().format_help())
 
     def error(self, message: str):
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")

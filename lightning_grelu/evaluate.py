@@ -70,9 +70,6 @@ def evaluate(cfg: DictConfig, overrides: list[str]) -> tuple[dict, Path]:
         raise ConfigError("ckpt_path: give a .ckpt file (e.g. runs/<experiment>/<run>/checkpoints/last.ckpt)")
     ckpt = Path(ckpt)
     out = Path(cfg.out) if cfg.get("out") else default_out(ckpt, overrides)
-    if out.exists() and not cfg.get("overwrite", False):
-        raise ConfigError(f"{out} exists (this checkpoint was scored on these data before); read it, or give "
-                          "out=... or overwrite=true")
     recorded = digests(ckpt)
     digest = sha256(ckpt)
     if recorded is not None and digest not in recorded:
@@ -86,6 +83,9 @@ def evaluate(cfg: DictConfig, overrides: list[str]) -> tuple[dict, Path]:
     if missing:
         raise ConfigError(f"splits: the data have no {', '.join(missing)} split (they have "
                           f"{', '.join(dm.splits)}); e.g. splits=[{','.join(dm.splits)}]")
+    if out.exists() and not cfg.get("overwrite", False):  # after the arguments' own checks: they say what is wrong
+        raise ConfigError(f"{out} exists (this checkpoint was scored on these data before); read it, or give "
+                          "out=... or overwrite=true")
     try:
         model = get_class(cfg.model._target_).load_from_checkpoint(ckpt, map_location="cpu", weights_only=False)
     except Exception as e:

@@ -50,7 +50,11 @@ def build_loggers(cfg: DictConfig, run_dir: Path, resuming: bool = False) -> lis
             continue
         if "Wandb" in str(lcfg.get("_target_", "")):
             os.environ.setdefault("WANDB_MODE", wandb_mode())
-            loggers.append(instantiate(lcfg, id=wandb_run_id(run_dir, resuming), resume="allow"))
+            lg = instantiate(lcfg, id=wandb_run_id(run_dir, resuming), resume="allow")
+            # Lightning always passes anonymous=None to wandb.init, and W&B warns that the setting has no effect
+            if getattr(lg, "_wandb_init", {}).get("anonymous", "unset") is None:
+                del lg._wandb_init["anonymous"]
+            loggers.append(lg)
             continue
         loggers.append(instantiate(lcfg))
     return loggers

@@ -78,12 +78,12 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def changed_keys(recorded: dict, now: dict) -> list[tuple[str, object, object]]:
-    """Keys whose values differ between the recorded config and this command's, outside RESUMABLE."""
+def changed_keys(recorded: dict, now: dict, free: tuple[str, ...] = RESUMABLE) -> list[tuple[str, object, object]]:
+    """Keys whose values differ between the recorded config and this command's, outside ``free``."""
     old, new = flatten(recorded), flatten(now)
     out = []
     for k in sorted(set(old) | set(new)):
-        if k.startswith(RESUMABLE) or k == "hydra":
+        if k.startswith(free) or k == "hydra":
             continue
         if old.get(k, "<unset>") != new.get(k, "<unset>"):
             out.append((k, old.get(k, "<unset>"), new.get(k, "<unset>")))

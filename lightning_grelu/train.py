@@ -41,6 +41,8 @@ from lightning_grelu.signals import Interrupted
 # Known, harmless warnings from Lightning and torch (no val split; pytree API churn).
 warnings.filterwarnings("ignore", message=".*Total length of .* across ranks is zero.*")
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+# torch's own forward-mode AD (the ntk step, the NTK probe) loads its decompositions through torch.jit.script
+warnings.filterwarnings("ignore", message=r".*torch\.jit\.script. is deprecated.*", category=FutureWarning)
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")  # a resume writes beside its checkpoints
 warnings.filterwarnings("ignore", message=".*callbacks used to create the checkpoint need to be provided.*")  # ditto
@@ -344,7 +346,8 @@ def summarize(cfg, trainer, model, dm, record: RunRecord, target: TimeToTarget, 
         "initial/train_sse": record.initial_sse,
         "steps": trainer.global_step,
         "epochs": trainer.current_epoch,
-        "wall_time_s": round(wall, 3),
+        "wall_time_s": round(record.wall_before + wall, 3),  # the run's, over its attempts
+        "attempts": record.attempts,
         "eps": cfg.eps,
         "eps_relative": bool(cfg.get("eps_relative", False)),
         "steps_to_eps": target.step,
@@ -356,6 +359,8 @@ def summarize(cfg, trainer, model, dm, record: RunRecord, target: TimeToTarget, 
     for t in target.targets:  # the first step reaching each target (null: not within the run)
         summary[target_key(t)] = target.reached.get(target_key(t))
     summary.update(run_verdict(cfg, trainer, record, target, final["sse"], status))
+    if status != "completed":  # no final evaluation: the last epoch's train SSE is what the run got to
+        summary["train/sse_last_epoch"] = record.latest.get("train/sse")
     if "acc" in final:
         summary["train/acc"] = final["acc"]
     summary.update(evaluated)

@@ -110,6 +110,62 @@ def test_loss_curves_are_grouped_in_gd_steps_with_robust_limits(tmp_path):
     fig = grouped_loss_figure(find_runs(root), ["model.name"], "train/sse")
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert sorted(labels) == ["model.name=grelu (6 runs)", "model.name=relu (6 runs)"]  # one entry per group
+    assert sorted(labels) == ["grelu (6)", "relu (6)"]  # one entry per group, its run count
     assert ax.get_ylim()[1] < 1e12  # the 1e22 point does not set the scale
     assert ax.get_xlabel() == "GD step" and max(max(ln.get_xdata()) for ln in ax.get_lines()) == 12
+
+
+def test_an_unknown_by_key_is_one_line_naming_it_and_the_keys_there_are(tmp_path, runs):
+    out = subprocess.run([REPORT, str(runs), "--by", "nonexistent.key", "--out", str(tmp_path / "rep")],
+                         capture_output=True, text=True, timeout=120)
+    line, = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and "--by nonexistent.key" in line and "model.width" in line and "train/sse" in line
+    assert not (tmp_path / "rep").exists()
+
+
+def test_a_study_is_grouped_by_its_own_parameters_by_default(tmp_path):
+    import optuna
+
+    root = tmp_path / "runs"
+    points = [("relu", 16, 0.5), ("relu", 64, 0.25), ("grelu", 16, 0.1), ("grelu", 16, 0.3)]
+    url = f"sqlite:///{tmp_path}/s.db"
+    study = optuna.create_study(study_name="st", storage=url)
+    for i, (model, width, sse) in enumerate(points):
+        fixture_run(root, f"t{i}", model, width, sse)
+        study.enqueue_trial({"model": model, "model.width": width})  # as grelu-sweep's space names them
+        t = study.ask()
+        t.set_user_attr("run_dir", str(root / f"t{i}"))
+        t.suggest_categorical("model", ["relu", "grelu"])
+        t.suggest_int("model.width", 16, 64)
+        study.tell(t, sse)
+    out = subprocess.run([REPORT, "--study", "st", "--storage", url, "--out", str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    with open(tmp_path / "r" / "report.csv", newline="") as f:
+        rows = [(r["model"], r["model.width"], r["runs"]) for r in csv.DictReader(f)]
+    assert sorted(rows) == [("grelu", "16", "2"), ("relu", "16", "1"), ("relu", "64", "1")]
+
+
+def test_the_loss_figure_is_readable_compact_legend_and_diverged_runs_marked(tmp_path):
+    from lightning_grelu.results.plots import grouped_loss_figure
+    from lightning_grelu.results.records import find_runs
+
+    root = tmp_path / "runs"
+    fixture_run(root, "a", "relu", 100, 0.5)
+    fixture_run(root, "b", "grelu", 100, 1e-4)
+    fixture_run(root, "c", "grelu", 100, float("nan"), status="diverged")
+    (root / "c" / "metrics.csv").write_text("epoch,step,train/sse\n0,1,5.0\n1,2,inf\n")  # diverged at step 2
+    out = subprocess.run([REPORT, str(root), "--out", str(tmp_path / "rep")], capture_output=True, text=True,
+                         timeout=120)  # the default grouping: experiment_name, model.name
+    assert out.returncode == 0, out.stderr
+    fig = grouped_loss_figure(find_runs(root), ["experiment_name", "model.name"], "train/sse")
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert sorted(labels) == ["grelu (2)", "relu (1)", "x: diverged (last finite value)"]  # no "=", no "(1 runs)"
+    assert "3 runs in 2 groups; experiment_name=fx" in ax.get_title()  # the shared key, once
+    fig.canvas.draw()
+    width = legend.get_window_extent().width / fig.bbox.width
+    assert width < 0.3, width  # beside the axes, not half the figure
+    marks = [ln for ln in ax.get_lines() if ln.get_marker() == "x"]
+    assert len(marks) == 1 and list(marks[0].get_xdata()) == [1] and list(marks[0].get_ydata()) == [5.0]

@@ -81,6 +81,19 @@ def test_smoke_profile_writes_the_paper_beside_measured_numbers(tmp_path, target
     for col in measured:  # the numbers were measured: a filled cell in some row
         assert any(r.get(col) not in (None, "") for r in rows), (col, rows[:2])
     assert list((res / "runs").glob("*/summary.json"))  # the records the figures were drawn from
+    import re
+
+    jobs = [ln for ln in out.stdout.splitlines() if re.match(r"\[\d+/\d+\] ", ln)]
+    def digits(number: str) -> int:  # significant digits of a decimal number as printed
+        return len(number.split("e")[0].replace(".", "").lstrip("0"))
+
+    long = [ln for ln in jobs if any(digits(x) > 4 for x in re.findall(r"\d+\.\d+(?:e[-+]?\d+)?", ln))]
+    assert jobs and not long, long  # 4 significant digits, not 16
+    assert "jobs took" in readme
+    if target != "fig2a":  # the title states the protocol, the next line the outcome against the paper
+        title, _, outcome = readme.splitlines()[:3]
+        assert ("ntk step" in title or "fixed lr" in title) and "epochs" in title, title
+        assert outcome.startswith("**Outcome:** ") and "paper" in outcome and outcome.endswith("."), outcome
     if target == "fig2a":  # the initial SSE differs across seeds: the table shows its range, not seed 0's
         assert all(float(r["initial train/sse min"]) < float(r["initial train/sse max"]) for r in rows)
 
@@ -129,3 +142,27 @@ def test_a_profile_runs_in_parts_and_says_which_parts_ran(tmp_path):
     assert len(list((tmp_path / "results" / "fig2a" / "smoke" / "runs").glob("*/summary.json"))) == 28
     bad = reproduce(*args, "--part", "4/3", cwd=tmp_path)
     assert bad.returncode == 2 and "--part" in bad.stderr
+
+
+def test_a_result_readme_states_its_protocol_in_its_title_and_its_outcome_in_one_sentence():
+    """On the checked-in Fashion-MNIST Table 2 records: the smoke profile's ntk step (not the paper's lr 1e-4)
+    in the title, and whether ReLU or GReLU ended lower, with the numbers, in one sentence."""
+    import json
+
+    from lightning_grelu.reproduce import TARGETS
+    from lightning_grelu.reproduce.job import Context
+    from lightning_grelu.reproduce.target import header
+
+    work = Path(__file__).resolve().parents[1] / "results" / "table2-fmnist" / "smoke" / "runs"
+    target = TARGETS["table2-fmnist"]
+    target = target() if isinstance(target, type) else target
+    text = header(target, Context("smoke"), "grelu-reproduce table2-fmnist --profile smoke", "CPU", "abc1234", work)
+    title, _, outcome = text.splitlines()[:3]
+    assert "lr 1e-4" not in title and "the ntk step" in title and "d6 w500" in title and "20 epochs" in title
+    sse = {d.name: json.loads((d / "summary.json").read_text())["train/sse"] for d in work.iterdir()}
+    relu_lower = [a for a in ("d6_w500", "d7_w500", "d4_w750") if sse[f"relu_{a}"] < sse[f"grelu_{a}"]]
+    assert outcome.startswith("**Outcome:** ") and outcome.count(". ") == 0 and outcome.endswith(".")
+    if len(relu_lower) == 3:
+        assert "Unlike the paper's Table 2" in outcome and "ReLU ends below GReLU here in all 3" in outcome
+    relu, grelu = sse["relu_d6_w500"], sse["grelu_d6_w500"]
+    assert f"d6 w500 {float(f'{relu:.3g}'):g} / {float(f'{grelu:.3g}'):g}" in outcome

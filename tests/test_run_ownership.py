@@ -18,7 +18,7 @@ import pytest
 from conftest import GRELU_TRAIN, REPO, TINY, run_cli
 
 BASE = [*TINY, "callbacks=default", "callbacks.model_checkpoint.every_n_epochs=5", "trainer.max_epochs=20"]
-TIMING = ("wall_time_s", "probe/seconds_to_eps", "seconds_to_eps", "run_dir", "memory/")
+TIMING = ("wall_time_s", "attempts", "probe/seconds_to_eps", "seconds_to_eps", "run_dir", "memory/")
 
 
 def snapshot(run_dir: Path) -> dict[str, str]:

@@ -20,7 +20,7 @@ import pytest
 from conftest import GRELU_TRAIN, REPO, TINY, run_cli
 
 LONG = [*TINY, "callbacks=default", "callbacks.model_checkpoint.every_n_epochs=500", "trainer.max_epochs=4000"]
-TIMING = ("wall_time_s", "probe/seconds_to_eps", "seconds_to_eps", "run_dir", "memory/", "error", "signal")
+TIMING = ("wall_time_s", "attempts", "probe/seconds_to_eps", "seconds_to_eps", "run_dir", "memory/", "error", "signal")
 ENV = {**os.environ, "WANDB_MODE": "offline"}
 
 

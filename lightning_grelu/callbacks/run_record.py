@@ -36,6 +36,13 @@ class RunRecord(L.Callback):
         # the latest value of every key ever logged (a probe that logs once, e.g. probe/steps_to_eps, stays
         # in later rows and in the summary, also after a resume, where Lightning's callback_metrics start empty)
         self.latest: dict = {}
+        # a resumed run keeps counting: wall_time_s is the run's, over its attempts (each resume is one more)
+        self.wall_before = 0.0
+        self.attempts = 1
+
+    def elapsed(self) -> float:
+        """The run's training time so far: earlier attempts (up to their checkpoint) plus this one."""
+        return self.wall_before + time.perf_counter() - self.t0
 
     def on_train_start(self, trainer, pl_module):
         self.t0 = time.perf_counter()
@@ -47,7 +54,7 @@ class RunRecord(L.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module):
         self._pending = {"epoch": trainer.current_epoch, "step": trainer.global_step,
-                         "wall_time_s": round(time.perf_counter() - self.t0, 4)}
+                         "wall_time_s": round(self.elapsed(), 4)}
 
     def setup(self, trainer, pl_module, stage):
         self._trainer = trainer
@@ -98,10 +105,14 @@ class RunRecord(L.Callback):
         # A checkpoint is taken at epoch end: its row is filled with what is known by then
         # (values probes log in that same hook reach only the live record).
         pending = [self._filled(self._pending, self._trainer)] if self._pending else []
-        return {"rows": self.rows + pending, "initial_sse": self.initial_sse}
+        return {"rows": self.rows + pending, "initial_sse": self.initial_sse, "wall_time_s": self.elapsed(),
+                "attempts": self.attempts}
 
     def load_state_dict(self, state):
         self.rows = state.get("rows", [])
         self.initial_sse = state.get("initial_sse")
+        last_row = self.rows[-1].get("wall_time_s") if self.rows else None
+        self.wall_before = float(state.get("wall_time_s", last_row or 0.0))
+        self.attempts = int(state.get("attempts", 1)) + 1
         self.latest = {k: v for k, v in (self.rows[-1] if self.rows else {}).items()
                        if k not in ("epoch", "step", "wall_time_s")}

@@ -1,6 +1,6 @@
 """``grelu-eval``: score a checkpoint on data splits and write the numbers a run's summary has.
 
-    grelu-eval ckpt_path=runs/default/<run>/checkpoints/last.ckpt               # its run's own data
+    grelu-eval ckpt_path=runs/default/RUN/checkpoints/last.ckpt               # its run's own data
     grelu-eval ckpt_path=.../last.ckpt data.data_seed=7 splits=[train]          # fresh samples, same problem
     grelu-eval ckpt_path=.../last.ckpt data=fashion_mnist splits=[test]         # other data of its shape
 
@@ -48,7 +48,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     if not any(a.startswith("ckpt_path=") for a in sys.argv[1:]) and not any(a.startswith("-") for a in sys.argv[1:]):
-        print("grelu-eval: error: ckpt_path is missing: grelu-eval ckpt_path=<run>/checkpoints/last.ckpt [overrides]",
+        print("grelu-eval: error: ckpt_path is missing: grelu-eval ckpt_path=RUN_DIR/checkpoints/last.ckpt (then any overrides)",
               file=sys.stderr)
         sys.exit(EXIT_CONFIG)
     _hydra_main()

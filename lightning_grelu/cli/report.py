@@ -17,6 +17,27 @@ from pathlib import Path
 from lightning_grelu.errors import ArgumentParser, EXIT_CONFIG
 
 DEFAULT_METRICS = ["train/sse", "train/mse", "test/sse", "test/acc", "steps_to_eps", "wall_time_s"]
+DEFAULT_BY = "experiment_name,model.name"
+
+
+def default_by(runs) -> list[str]:
+    """A study's trials differ in the study's parameters: group by those (a group choice such as ``model`` by
+    its ``model.name``); other runs by experiment and model."""
+    params = list(dict.fromkeys(k for r in runs for k in r.params))
+    if not params:
+        return DEFAULT_BY.split(",")
+    return [f"{k}.name" if isinstance(runs[0].get(k), dict) else k for k in params]
+
+
+def check_by(runs, by: list[str]) -> None:
+    """Every --by key is one some run has: a typo is one line naming it and the keys there are, exit 2."""
+    have = list(dict.fromkeys(k for r in runs for k in r.keys()))
+    unknown = [k for k in by if k not in have]
+    if unknown:
+        shown = ", ".join(k for k in have if not k.startswith(("paths.", "hydra.")))
+        print(f"grelu-report: error: --by {','.join(unknown)}: no run has this key; the runs' keys: {shown}",
+              file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
 
 
 def parse_args(argv):
@@ -25,8 +46,9 @@ def parse_args(argv):
     p.add_argument("--study", help="a sweep's study name (with --storage)")
     p.add_argument("--storage", help="the study's storage URL (sqlite:///..., journal:///..., postgresql://...)")
     p.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read runs through W&B's public API (online)")
-    p.add_argument("--by", default="experiment_name,model.name",
-                   help="comma-separated keys to group by: summary keys or dotted config keys (default: %(default)s)")
+    p.add_argument("--by", default=None,
+                   help="comma-separated keys to group by: summary keys or dotted config keys (default: a study's "
+                        f"own parameters with --study, else {DEFAULT_BY})")
     p.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help="comma-separated summary metrics")
     p.add_argument("--curve", default="train/sse", help="metrics.csv column for the loss-curve figure")
     p.add_argument("--out", default="report", help="output directory (default: %(default)s)")
@@ -115,9 +137,10 @@ def main(argv: list[str] | None = None) -> None:
     if not runs:
         print("grelu-report: error: no run records found (directories holding summary.json)", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
-    rows = report(runs, [k for k in args.by.split(",") if k], [m for m in args.metrics.split(",") if m],
-                  args.curve, Path(args.out))
-    print_rows(rows, [k for k in args.by.split(",") if k])
+    by = [k for k in args.by.split(",") if k] if args.by is not None else default_by(runs)
+    check_by(runs, by)
+    rows = report(runs, by, [m for m in args.metrics.split(",") if m], args.curve, Path(args.out))
+    print_rows(rows, by)
     print(f"grelu-report: {len(runs)} runs -> {args.out}/report.md, report.csv, loss_curves.png")
 
 

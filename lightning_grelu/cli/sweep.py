@@ -20,6 +20,7 @@ from lightning_grelu.signals import Interrupted, raise_on_signals
 
 raise_on_signals()  # first thing: Ctrl-C or SIGTERM is one line and 128+N, never a traceback
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -40,7 +41,8 @@ def load_spec(overrides: list[str] | None = None, node: dict | None = None):
     if node is None:
         try:
             with initialize_config_dir(config_dir=str(SWEEP_CONF_DIR), version_base="1.3"):
-                node = OmegaConf.to_container(compose("grelu_sweep", overrides=overrides).sweep, resolve=True)
+                node = OmegaConf.to_container(compose("grelu_sweep", overrides=whole_mappings(overrides or [])).sweep,
+                                              resolve=True)
         except Exception as e:  # unknown sweep name or key
             raise ConfigError(f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
     spec = parse(node)
@@ -48,19 +50,35 @@ def load_spec(overrides: list[str] | None = None, node: dict | None = None):
     return spec
 
 
+def whole_mappings(overrides: list[str]) -> list[str]:
+    """``sweep.KEY={...}`` (``sweep.space={model.depth: {...}}``, ``sweep.frontier.cells={model.depth: [1, 2]}``)
+    gives the whole mapping: it replaces the spec's. Hydra would merge it into the old one, and refuse a key
+    the old one lacks ("Could not override"), so it becomes Hydra's delete-then-add, ``~sweep.KEY
+    +sweep.KEY={...}`` (a KEY the spec lacks is then Hydra's one line: "Could not delete")."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+
+    parser, out = OverridesParser.create(), []
+    for text in overrides:
+        try:
+            o = parser.parse_override(text)
+        except Exception:  # not an override (a flag), or a malformed one: Hydra says what is wrong with it
+            out.append(text)
+            continue
+        if o.type == OverrideType.CHANGE and o.key_or_group.startswith("sweep.") and isinstance(o.value(), dict):
+            out += [f"~{o.key_or_group}", f"+{text}"]
+        else:
+            out.append(text)
+    return out
+
+
 def check_trial_config(spec) -> None:
     """Compose one trial's config (each parameter at its low end / first choice) before any trial runs,
     so that an unknown key or a bad base fails now, in one line."""
     from lightning_grelu.sweeps.run_trial import compose_trial
 
-    sample = [f"{p.name}={(p.choices or p.grid or [p.low])[0] if p.type != 'int' else int(p.low)}" for p in spec.space]
-    if spec.extra.get("frontier"):
-        from lightning_grelu.sweeps.frontier import parse_frontier
-
-        f = parse_frontier(spec.extra["frontier"])
-        sample += [f"{k}={v[0]}" for k, v in f.cells.items()] + [f"model.width={f.low}"]
     try:
-        cfg = compose_trial("/tmp/unused", [*spec.base, *sample])
+        cfg = compose_trial("/tmp/unused", [*spec.base, *spec.sample_overrides()])
     except Exception as e:
         raise ConfigError(f"sweep: a trial's config does not compose: {str(e).splitlines()[0]}") from None
     validate(cfg)
@@ -72,19 +90,22 @@ def check_trial_config(spec) -> None:
 
 def check_out_dir(out_dir: Path) -> None:
     """out_dir can be made and written, with room for a trial's records."""
-    import shutil
     import tempfile
 
     from lightning_grelu.errors import MachineError
 
+    existing = out_dir  # tried where it is, or where it would be made: a refused command makes nothing
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write_test."):
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is not a directory")
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write_test."):
             pass
     except OSError as e:
         raise MachineError(f"sweep.out_dir {out_dir} is not writable: {e.strerror or e} (a read-only filesystem?); "
                            "choose another sweep.out_dir") from None
-    if shutil.disk_usage(out_dir).free < 64 << 20:
+    if shutil.disk_usage(existing).free < 64 << 20:
         raise MachineError(f"sweep.out_dir {out_dir}: less than 64 MiB free; free some space or choose another")
 
 
@@ -92,8 +113,10 @@ def run(overrides: list[str] | None = None, node: dict | None = None) -> None:
     from rich.console import Console
 
     console = Console(stderr=False, soft_wrap=True, highlight=False)
+    made = None  # sweep.out_dir, when this command is the one that makes it: a refusal removes it again
     try:
         spec = load_spec(overrides, node)
+        made = _first_missing(Path(spec.out_dir).resolve())
         if spec.extra.get("frontier"):
             from lightning_grelu.sweeps.frontier import Frontier, parse_frontier
 
@@ -106,6 +129,7 @@ def run(overrides: list[str] | None = None, node: dict | None = None) -> None:
 
         done = work(spec, progress=console.print)
     except ConfigError as e:
+        _remove_if_empty(made, Path(spec.out_dir).resolve() if made else None)
         print(f"grelu-sweep: error: {e}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
     except Interrupted as e:
@@ -114,6 +138,29 @@ def run(overrides: list[str] | None = None, node: dict | None = None) -> None:
         sys.exit(e.exit_code)
     console.print(f"{spec.name}: this worker ran {done['completed']} completed, {done['failed']} failed and "
                   f"{done['pruned']} pruned trials; storage {spec.storage_url()}")
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (what this command would make), or None."""
+    if path.exists():
+        return None
+    while not path.parent.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _remove_if_empty(made: Path | None, out_dir: Path | None) -> None:
+    """A refused command leaves nothing it made: out_dir when empty (or holding only an empty new storage
+    file), and the folders above it up to ``made``, the outermost one this command made."""
+    if made is None or out_dir is None or not out_dir.is_dir():
+        return
+    if not all(p.name == "study.db" and p.stat().st_size == 0 for p in out_dir.iterdir()):
+        return
+    shutil.rmtree(out_dir, ignore_errors=True)
+    folder = out_dir.parent
+    while (folder == made or made in folder.parents) and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
 
 
 @hydra.main(version_base="1.3", config_path=str(SWEEP_CONF_DIR), config_name="grelu_sweep")
@@ -126,14 +173,26 @@ def _hydra_main(cfg: DictConfig) -> None:
     run(node=node)
 
 
+def check_sweep_choice(args: list[str]) -> None:
+    """``sweep=NAME`` names a file of sweep_conf/sweep/: a typo gets one line listing them, not Hydra's report."""
+    options = sorted(p.stem for p in (SWEEP_CONF_DIR / "sweep").glob("*.yaml"))
+    for a in args:
+        key, sep, value = a.partition("=")
+        if sep and key.lstrip("+") == "sweep" and value not in options:
+            print(f"grelu-sweep: error: unknown sweep {value!r}: choose one of {', '.join(options)} (sweep=NAME)",
+                  file=sys.stderr)
+            sys.exit(EXIT_CONFIG)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    check_sweep_choice(args)
     if any(a in ("-m", "--multirun") for a in args):
         print("grelu-sweep: error: -m: a worker runs one study; start it N times for N workers (no Hydra multirun)",
               file=sys.stderr)
         sys.exit(EXIT_CONFIG)
     if any(a.startswith("-") for a in args):  # --help, -h, --cfg job, --info, --shell-completion: Hydra's
-        sys.argv = [sys.argv[0], *args]
+        sys.argv = [sys.argv[0], *whole_mappings(args)]
         _hydra_main()
         return
     run(args)  # composed here, so that a bad override is one line rather than Hydra's report

@@ -20,10 +20,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from lightning_grelu.commands import override, override_value, shell_line
 from lightning_grelu.config_check import CONF_DIR, check_group_choice
 from lightning_grelu.errors import EXIT_CONFIG, EXIT_DIVERGED, EXIT_FAILED, ConfigError
 
-GROUPS = ("model", "data", "trainer", "logger", "experiment")
+GROUPS = ("model", "data", "trainer", "logger", "experiment", "callbacks")
 
 
 def _fail(message: str, code: int) -> None:
@@ -41,6 +42,8 @@ def print_summary(s: dict) -> None:
     width = max(len(k) for k in keys)
     for k in keys:
         v = s.get(k)
+        if k == "train/sse" and v is None and s.get("train/sse_last_epoch") is not None:
+            v = f"{s['train/sse_last_epoch']:.6g} (the last epoch's: {s.get('status')} at epoch {s.get('epochs')})"
         v = f"{v:.6g}" if isinstance(v, float) else v
         print(f"  {k:<{width}}  {v}")
 
@@ -53,14 +56,20 @@ def _hydra_output_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
+# The deepest folder on the way to the run directory that existed before this command (set by main): a
+# refused command removes what it made below it, and nothing above
+EXISTED: Path | None = None
+
+
 def _remove_if_unused(run_dir: Path, root: Path) -> None:
     """After a config error, drop the directory Hydra made for this process if it holds nothing but
-    Hydra's own notes (.hydra/, its job log), and the parents under ``paths.root`` it leaves empty:
-    a bad command leaves no half-written run behind."""
+    Hydra's own notes (.hydra/, its job log), and the parents it leaves empty that this command made
+    (``runs/`` itself when it made it): a bad command leaves nothing behind."""
     if run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
         shutil.rmtree(run_dir, ignore_errors=True)
-        parent, root = run_dir.resolve().parent, root.resolve()
-        while parent != root and root in parent.parents and not any(parent.iterdir()):
+        keep = (EXISTED or root).resolve()
+        parent = run_dir.resolve().parent
+        while parent != keep and keep in parent.parents and not any(parent.iterdir()):
             parent.rmdir()
             parent = parent.parent
 
@@ -108,7 +117,39 @@ def hydra_notes(cfg: DictConfig) -> dict[str, str]:
             ".hydra/overrides.yaml": OmegaConf.to_yaml(OmegaConf.create(list(hc.overrides.task)))}
 
 
+# whether the command names its run directory (paths.run_dir=...; set by main)
+EXPLICIT_RUN_DIR = False
+
+
+def newest_run_like(run_dir: Path) -> Path | None:
+    """The newest run beside ``run_dir`` named by the same config (the name after its time stamp) that has a
+    checkpoint to resume."""
+    import re
+
+    stamp = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d-\d{6}_")
+    tail = stamp.sub("", run_dir.name, count=1)
+    same = [p for p in run_dir.parent.glob(f"*_{tail}") if p != run_dir and stamp.match(p.name)
+            and stamp.sub("", p.name, count=1) == tail and (p / "checkpoints" / "last.ckpt").exists()]
+    return max(same, key=lambda p: p.name, default=None)
+
+
+def _refuse_last_without_run_dir(cfg: DictConfig) -> None:
+    """``ckpt_path=last`` resumes the run in paths.run_dir; without one, Hydra made a new, empty directory and
+    there is nothing to resume in it: refuse, naming the newest run of this config and the command that
+    resumes it, instead of quietly starting a fresh run."""
+    made = _hydra_output_dir()
+    newest = newest_run_like(made)
+    _remove_if_unused(made, Path(cfg.paths.root))
+    if newest is None:
+        _fail("ckpt_path=last resumes the run in paths.run_dir=DIR, and none was given (no earlier run of this "
+              "config has a checkpoint); drop ckpt_path=last to start a new run", EXIT_CONFIG)
+    _fail(f"ckpt_path=last resumes the run in paths.run_dir=DIR, and none was given; the newest run of this config "
+          f"is {newest}: {resume_command(newest, _job_overrides())}", EXIT_CONFIG)
+
+
 def _run_job(cfg: DictConfig) -> tuple[int, dict | None]:
+    if str(cfg.get("ckpt_path")) == "last" and not EXPLICIT_RUN_DIR:
+        _refuse_last_without_run_dir(cfg)
     from lightning_grelu.train import train  # heavy imports after Hydra parsed the command line
 
     try:
@@ -144,10 +185,19 @@ def _stopped(e: Interrupted, cfg) -> None:
     OUTCOMES.clear()
     run_dir = Path(cfg.paths.run_dir).resolve()
     if (run_dir / "config.yaml").exists():
-        how = ("resume: " + resume_command(run_dir, sys.argv[1:])) if (run_dir / "checkpoints" / "last.ckpt").exists() \
-            else "no checkpoint was kept (callbacks=none?): run it again with overwrite=true"
-        _fail(f"{e} (run dir {run_dir}); {how}", e.exit_code)
-    _fail(f"{e} before training started; nothing was written", e.exit_code)
+        if (run_dir / "checkpoints" / "last.ckpt").exists():
+            how = "resume: " + resume_command(run_dir, _job_overrides())
+        else:
+            how = "no checkpoint was kept (callbacks=none?); start it over: " + resume_command(
+                run_dir, _job_overrides()).replace(" ckpt_path=last", " overwrite=true")
+        _stop_line(f"{e}; {how}", e.exit_code)
+    _stop_line(f"{e} before training started; nothing was written", e.exit_code)
+
+
+def _stop_line(message: str, code: int) -> None:
+    """A stop is not an error: one line, without ``error:``, ending with the command that goes on."""
+    print(f"grelu-train: {message}", file=sys.stderr)
+    sys.exit(code)
 
 
 def report_multirun() -> None:
@@ -168,27 +218,53 @@ def report_multirun() -> None:
         sys.exit(bad[0][1])
 
 
-def resume_command(run_dir: Path, argv: list[str]) -> str:
-    keep = [a for a in argv if not a.startswith(("paths.run_dir=", "ckpt_path=", "overwrite="))]
-    return " ".join(["grelu-train", *keep, f"paths.run_dir={run_dir}", "ckpt_path=last"])
+def resume_command(run_dir: Path, overrides: list[str]) -> str:
+    """The line that resumes this job, quoted so that it runs when pasted into bash (a run directory named by
+    its overrides holds ``=`` and ``,``: Hydra needs it quoted, and bash needs that quoting kept)."""
+    keep = [a for a in overrides if not a.startswith(("paths.run_dir=", "ckpt_path=", "overwrite=", "hydra."))]
+    return shell_line(["grelu-train", *keep, override("paths.run_dir", run_dir), "ckpt_path=last"])
 
 
-def check_output_root(argv: list[str]) -> None:
+def _job_overrides() -> list[str]:
+    """This job's own overrides (in a multirun: its point, not the sweep's lists)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:  # not under Hydra
+        return [a for a in sys.argv[1:] if not a.startswith("-")]
+
+
+def _can_make_dirs_in(folder: Path) -> bool:
+    """Whether a directory can be made here, tried for real (and removed): permission bits do not tell, e.g.
+    for root on /proc or on a read-only mount."""
+    import tempfile
+
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".grelu-write-test.", dir=folder))
+        return True
+    except OSError:
+        return False
+
+
+def check_output_root(argv: list[str]) -> Path:
     """Hydra makes the run directory under ``paths.root`` before any of our code runs: check that it
-    can, so an unwritable place gets one line instead of Hydra's traceback."""
-    explicit = next((a.split("=", 1)[1] for a in reversed(argv) if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))),
+    can, so an unwritable place gets one line instead of Hydra's traceback. Returns the deepest folder on
+    the way that exists now."""
+    explicit = next((override_value(a) for a in reversed(argv) if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))),
                     None)
-    root = Path(explicit or next((a.split("=", 1)[1] for a in argv if a.startswith("paths.root=")), "runs"))
+    root = Path(explicit or next((override_value(a) for a in argv if a.startswith("paths.root=")), "runs"))
     existing = root
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+    if not existing.is_dir() or not _can_make_dirs_in(existing):
         why = "is not a directory" if not existing.is_dir() else "is not writable"
         if explicit:
             _fail(f"cannot write the run directory paths.run_dir={root}: {existing} {why}; choose another "
                   "paths.run_dir=... (or fix its permissions)", EXIT_CONFIG)
         _fail(f"cannot create the run directory under paths.root={root}: {existing} {why}; choose another "
               "paths.root=... (or fix its permissions)", EXIT_CONFIG)
+    return existing
 
 
 def check_overrides(argv: list[str]) -> None:
@@ -200,13 +276,23 @@ def check_overrides(argv: list[str]) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from lightning_grelu.config_check import validate
+
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            compose("train", overrides=[a for a in argv if not a.lstrip("+~").startswith("hydra.")])
+            cfg = compose("train", overrides=[a for a in argv if not a.lstrip("+~").startswith("hydra.")])
     except (HydraException, OmegaConfBaseException) as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()][:2]
         _fail(": ".join(lines).rstrip(".") + " (check the key and value; `grelu-train --cfg job` prints every key)",
               EXIT_CONFIG)
+    try:  # the values, before Hydra makes a run directory and before torch and Lightning are imported
+        validate(cfg)
+        if str(cfg.trainer.get("accelerator")) in ("gpu", "cuda"):  # a GPU preset: torch alone tells
+            from lightning_grelu.memory import check_devices
+
+            check_devices(cfg.trainer)
+    except ConfigError as e:
+        _fail(str(e), EXIT_CONFIG)
 
 
 def explicit_run_dir(argv: list[str]) -> list[str]:
@@ -216,22 +302,28 @@ def explicit_run_dir(argv: list[str]) -> list[str]:
     if not given:
         return argv
     where = given[-1].split("=", 1)[1]
+    at = argv.index(given[-1]) + 1  # beside it: after a flag (`--cfg job`) Hydra's parser takes no override
     if any(a in ("-m", "--multirun") for a in argv):
-        return [a for a in argv if not a.startswith("paths.run_dir=")] + [f"hydra.sweep.dir={where}"]
-    return [*argv, f"hydra.run.dir={where}"]
+        return [a for a in argv[:at] if not a.startswith("paths.run_dir=")] + [f"hydra.sweep.dir={where}"] + [
+            a for a in argv[at:] if not a.startswith("paths.run_dir=")]
+    return [*argv[:at], f"hydra.run.dir={where}", *argv[at:]]
 
 
 def main() -> None:
+    global EXISTED, EXPLICIT_RUN_DIR
+    EXPLICIT_RUN_DIR = any(a.startswith("paths.run_dir=") for a in sys.argv[1:])
     sys.argv = [sys.argv[0], *explicit_run_dir(sys.argv[1:])]
-    check_output_root(sys.argv[1:])
+    EXISTED = check_output_root(sys.argv[1:])
     # Check group choices before Hydra so that a typo gets one line, not Hydra's multi-line report.
     for arg in sys.argv[1:]:
         key, sep, value = arg.lstrip("+~").partition("=")
-        if sep and key in GROUPS and value and value != "null" and "," not in value:
-            try:
-                check_group_choice(key, value)
-            except ConfigError as e:
-                _fail(str(e), EXIT_CONFIG)
+        # each option of a list (callbacks=[default,probes]) or of a multirun's choices (model=relu,grelu)
+        for option in value.strip("[]").split(",") if sep and key in GROUPS else []:
+            if option.strip() and option.strip() != "null":
+                try:
+                    check_group_choice(key, option.strip())
+                except ConfigError as e:
+                    _fail(str(e), EXIT_CONFIG)
     check_overrides(sys.argv[1:])
     _hydra_main()
     report_multirun()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lightning_grelu.reproduce.common import at_epoch, color, runs_in
+from lightning_grelu.reproduce.common import at_epoch, budget_of, color, num, runs_in, step_of
 from lightning_grelu.reproduce.target import Context, Job, Target
 from lightning_grelu.results import plots, tables
 
@@ -14,6 +14,7 @@ class Fig3(Target):
     name = "fig3"
     title = "GReLU -> ReLU at half time vs ReLU, CIFAR-10 + RandAugment"
     data = "cifar10"
+    data_name = "CIFAR-10"
     paper = """Figure 3b/3c: 80 epochs with RandAugment, GReLU transformed to its equivalent ReLU network at
 epoch 40. "The train loss of the GReLU variant is continuous at epoch 40, as guaranteed by Theorem 2, and
 comparable to the ReLU variant. However, on the test set a significant loss drop can be seen as a result of
@@ -40,10 +41,39 @@ the transform." (Curves only; no numbers.)"""
         return [Job("grelu_to_relu", [*common, "model=grelu_to_relu", *(self.smoke_switch if smoke else self.paper_switch)]),
                 Job("relu", [*common, "model=relu", *self.relu_drop])]
 
+    @staticmethod
+    def switch_of(runs) -> int | None:
+        return next((r.get("model.switch_epoch") or r.get("trainer.max_epochs") // 2  # null: half time
+                     for r in runs if r.get("model") == "grelu_to_relu"), None)
+
+    def protocol(self, work: Path, ctx: Context) -> str:
+        runs = runs_in(work)
+        r = runs[0] if runs else None
+        size = f"width {r.get('width')} depth {r.get('depth')}, " if r else ""
+        return (f"GReLU -> ReLU at epoch {self.switch_of(runs)} vs ReLU with RandAugment on {self.data_name}, {size}"
+                f"{budget_of(runs)}, {step_of(runs)}")
+
+    def outcome(self, work: Path, ctx: Context) -> str:
+        runs = {r.get("model"): r for r in runs_in(work)}
+        g, relu, switch = runs.get("grelu_to_relu"), runs.get("relu"), self.switch_of(list(runs.values()))
+        if g is None or relu is None or not switch or g.get("switch/rel_jump") is None:
+            return ""
+        jump = g.get("switch/rel_jump")
+        before, after = at_epoch(g, "test/sse", switch - 1), at_epoch(g, "test/sse", switch)
+        r_before, r_after = at_epoch(relu, "test/sse", switch - 1), at_epoch(relu, "test/sse", switch)
+        train = (f"as the paper says, the train loss is continuous at the switch (relative jump {num(jump)})"
+                 if jump <= 0.05 else f"unlike the paper, the train loss jumps at the switch (relative jump {num(jump)})")
+        if None in (before, after, r_before, r_after):
+            return train[0].upper() + train[1:] + "."
+        drop, r_drop = before - after, r_before - r_after
+        test = ("as the paper says, the test loss drops after it" if drop > 0 and drop > r_drop
+                else "unlike the paper, the test loss does not drop after it more than ReLU's")
+        return (f"{train[0].upper() + train[1:]}, and {test} (test SSE epoch {switch - 1} -> {switch}: "
+                f"{num(before)} -> {num(after)}; ReLU over the same epoch: {num(r_before)} -> {num(r_after)}).")
+
     def report(self, work: Path, out: Path, ctx: Context) -> str:
         runs = sorted(runs_in(work), key=lambda r: str(r.get("model")))
-        switch = next((r.get("model.switch_epoch") or r.get("trainer.max_epochs") // 2  # null: half time
-                       for r in runs if r.get("model") == "grelu_to_relu"), None)
+        switch = self.switch_of(runs)
         rows = []
         for r in runs:
             row = {"model": r.get("model"), "epochs": r.get("epochs")}
@@ -77,6 +107,7 @@ class Fig3Fmnist(Fig3):
     name = "fig3-fmnist"
     title = "GReLU -> ReLU at half time vs ReLU, Fashion-MNIST + RandAugment"
     data = "fashion_mnist"
+    data_name = "Fashion-MNIST"
     preset = "fig3_fmnist_small"
     paper = Fig3.paper + "\n\nThis target runs the protocol on Fashion-MNIST (real data available offline)."
     cannot_show = {"smoke": "the paper's sizes: 2,000 training images, width 1024, depth 3, 10 epochs (switch at "

@@ -72,5 +72,10 @@ def run_jobs(jobs: list[Job], ctx: Context, work: Path, fresh: bool, progress) -
             from lightning_grelu.signals import Interrupted
 
             raise Interrupted(summary.get("signal", 15), summary.get("epochs"), True)
-        progress(f"[{i}/{len(jobs)}] {job.label}: {summary['status']}, train/sse {summary['train/sse']}"
-                 + (" (resumed)" if resume else ""))
+        progress(f"[{i}/{len(jobs)}] {job.label}: {summary['status']}, train/sse {_num(summary.get('train/sse'))}, "
+                 f"{_num(summary.get('wall_time_s'))} s" + (" (resumed)" if resume else ""))
+
+
+def _num(v) -> str:
+    """4 significant digits (a progress line is read, not parsed: the records hold every digit)."""
+    return f"{v:.4g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "-"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 from lightning_grelu.atomic import atomic_dir, write_atomic
@@ -36,7 +37,10 @@ def _run_target(target, ctx, results_root, work, command, fresh, progress, devic
 
     from lightning_grelu.bench import commit, hardware
 
+    t0 = time.monotonic()
     target.execute(ctx, work, fresh, progress)
+    took = time.monotonic() - t0  # what this command's jobs took (finished jobs are reused, not re-run)
+    progress(f"{target.name} ({ctx.profile}): jobs took {took:.4g} s")
     parts = note_part(work, ctx)
     dest = results_root / target.name / ctx.profile
     dev = torch.device("cuda" if device == "gpu" and torch.cuda.is_available() else "cpu")
@@ -47,7 +51,7 @@ def _run_target(target, ctx, results_root, work, command, fresh, progress, devic
 
             write_jsonl(target.runs(ctx, work), out / "runs" / "records.jsonl.gz")
         body = target.report(work, out, ctx)
-        head = header(target, ctx, command, hardware(dev), commit())
+        head = header(target, ctx, command, hardware(dev), commit(), work, took)
         if body.startswith("**Answer."):  # a report that answers a question says so in its first lines
             answer, _, body = body.partition("\n\n")
             title, _, rest = head.partition("\n\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lightning_grelu.reproduce.common import color, first_last, runs_in
+from lightning_grelu.reproduce.common import budget_of, color, first_last, num, runs_in, step_of
 from lightning_grelu.reproduce.target import Context, Job, Target
 from lightning_grelu.results import plots, tables
 
@@ -29,6 +29,30 @@ gradient differences of the ReLU network increase monotonically along the traini
         extra = SMOKE if ctx.profile == "smoke" else []
         return [Job(model, [f"experiment={self.preset}", f"model={model}", "seed=0", *extra])
                 for model in ("grelu", "relu")]
+
+    def protocol(self, work: Path, ctx: Context) -> str:
+        runs = runs_in(work)
+        r = runs[0] if runs else None
+        size = f", width {r.get('width')} depth {r.get('depth')}" if r else ""
+        return f"{self.title}{size}, {budget_of(runs)}, {step_of(runs)}"
+
+    def curves(self, work: Path) -> dict[str, list[float]]:
+        return {str(r.get("model")): r.curve(self.column)[1] for r in runs_in(work)}
+
+    def outcome(self, work: Path, ctx: Context) -> str:
+        ys = self.curves(work)
+        g, r = ys.get("grelu"), ys.get("relu")
+        if not g or not r:
+            return ""
+        mean = lambda v: sum(v) / len(v)  # noqa: E731
+        claims = [("GReLU's gradient differences are smaller than ReLU's", mean(g) < mean(r)),
+                  ("GReLU's decrease", g[-1] < g[0]), ("ReLU's increase", r[-1] > r[0])]
+        held = [c for c, ok in claims if ok]
+        failed = [c for c, ok in claims if not ok]
+        said = (f"of the paper's three claims, {len(held)} hold here" + (f" ({'; '.join(held)})" if held else "")
+                + (f" and {len(failed)} do not ({'; '.join(failed)})" if failed else ""))
+        return (f"{said[0].upper() + said[1:]}: mean {num(mean(g))} (GReLU) vs {num(mean(r))} (ReLU); first -> last "
+                f"epoch {num(g[0])} -> {num(g[-1])} (GReLU), {num(r[0])} -> {num(r[-1])} (ReLU).")
 
     def report(self, work: Path, out: Path, ctx: Context) -> str:
         runs = sorted(runs_in(work), key=lambda r: str(r.get("model")))
@@ -59,3 +83,14 @@ every epoch and keep increasing along the run." GReLU's patterns are fixed (0 by
         extra = SMOKE if ctx.profile == "smoke" else []
         return [Job(model, [f"experiment={self.preset}", f"model={model}", "seed=0", *extra])
                 for model in ("relu", "grelu")]
+
+    def outcome(self, work: Path, ctx: Context) -> str:
+        r = self.curves(work).get("relu")
+        if not r:
+            return ""
+        mean = sum(r) / len(r)
+        verdict = "As the paper says" if 0.2 <= mean <= 0.25 else "Unlike the paper's 20-25%"
+        trend = "rising" if r[-1] > r[0] else "not rising"
+        return (f"{verdict}, {num(100 * mean)}% of the ReLU net's activations flip per epoch on average here "
+                f"({num(100 * r[0])}% -> {num(100 * r[-1])}% from the first to the last epoch: {trend}); GReLU's "
+                "never flip.")

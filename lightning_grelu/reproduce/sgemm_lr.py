@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lightning_grelu.reproduce.common import color, largest_rise, monotone_fraction, runs_in
+from lightning_grelu.reproduce.common import budget_of, color, largest_rise, monotone_fraction, num, runs_in
 from lightning_grelu.reproduce.target import Context, Job, Target
 from lightning_grelu.results import plots, tables
 
@@ -27,6 +27,27 @@ def _row(r) -> dict:
             "monotone fraction": monotone_fraction(ys), "largest rise": largest_rise(ys)}
 
 
+def high_lr_outcome(runs, lrs: list[float]) -> str:
+    """The paper's claim at high lrs (GReLU more monotone, lower loss than ReLU), checked per lr in one sentence."""
+    by = {(r.get("model"), r.get("lr")): r for r in runs}
+    parts, held = [], 0
+    for lr in lrs:
+        g, r = by.get(("grelu", lr)), by.get(("relu", lr))
+        if g is None or r is None:
+            continue
+        gm, rm = monotone_fraction(g.curve("train/sse")[1]), monotone_fraction(r.curve("train/sse")[1])
+        gs, rs = g.get("train/sse"), r.get("train/sse")
+        ok = gm is not None and rm is not None and gm >= rm and gs is not None and (rs is None or gs < rs)
+        held += ok
+        parts.append(f"lr {lr:g}: monotone fraction {num(gm)} / {num(rm)}, final train SSE {num(gs)} / {num(rs)}")
+    if not parts:
+        return ""
+    verdict = ("As the paper says" if held == len(parts) else "Unlike the paper" if held == 0 else
+               f"Partly as the paper says ({held} of {len(parts)} lrs)")
+    return (f"{verdict}, GReLU's loss decreases at least as monotonically as ReLU's and ends lower at high lrs "
+            f"(GReLU / ReLU, {'; '.join(parts)}).")
+
+
 class Fig4(Target):
     name = "fig4"
     title = "SGEMM loss across learning rates (4a GReLU, 4b ReLU) and across widths x depths (4c)"
@@ -45,6 +66,17 @@ same number of parameters." (Curves only; the learning rates are not listed, our
                                          "model.lr=1.0e-4", *s["run"]])
                 for w in s["widths"] for d in s["depths"] if (w, d) != (s["width"], s["depth"])]
         return out
+
+    def protocol(self, work: Path, ctx: Context) -> str:
+        s = SIZES[ctx.profile]
+        return (f"SGEMM train loss of GReLU and ReLU at w{s['width']} d{s['depth']} across fixed lr "
+                f"{', '.join(f'{lr:g}' for lr in LRS)}, and GReLU at fixed lr 1e-4 across widths {s['widths']} x depths "
+                f"{s['depths']}, {budget_of(runs_in(work))}")
+
+    def outcome(self, work: Path, ctx: Context) -> str:
+        s = SIZES[ctx.profile]
+        main = [r for r in runs_in(work) if r.get("width") == s["width"] and r.get("depth") == s["depth"]]
+        return high_lr_outcome(main, HIGH_LRS)
 
     def report(self, work: Path, out: Path, ctx: Context) -> str:
         s = SIZES[ctx.profile]
@@ -80,6 +112,14 @@ monotonically, and reach smaller values with larger learning rates." (Curves onl
         s = SIZES[ctx.profile]
         return [Job(f"{m}_lr{lr:g}", [*BASE, f"model={m}", f"model.width={s['width']}", f"model.depth={s['depth']}",
                                       f"model.lr={lr}", *s["run"]]) for m in ("grelu", "relu") for lr in HIGH_LRS]
+
+    def protocol(self, work: Path, ctx: Context) -> str:
+        s = SIZES[ctx.profile]
+        return (f"SGEMM train loss of GReLU and ReLU at w{s['width']} d{s['depth']}, high fixed lr "
+                f"{', '.join(f'{lr:g}' for lr in HIGH_LRS)}, {budget_of(runs_in(work))}")
+
+    def outcome(self, work: Path, ctx: Context) -> str:
+        return high_lr_outcome(runs_in(work), HIGH_LRS)
 
     def report(self, work: Path, out: Path, ctx: Context) -> str:
         runs = sorted(runs_in(work), key=lambda r: (str(r.get("model")), r.get("lr")))

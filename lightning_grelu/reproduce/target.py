@@ -62,6 +62,14 @@ class Target:
         """Read the run records under ``work``, write CSV/PNG into ``out``, return the README's body."""
         raise NotImplementedError
 
+    def protocol(self, work: Path, ctx: Context) -> str:
+        """The README's title: what was run in this profile (sizes, step, budget), from the run records."""
+        return self.title
+
+    def outcome(self, work: Path, ctx: Context) -> str:
+        """One sentence under the title: the measured result against the paper's (empty: none to state)."""
+        return ""
+
 
 def seeds(ctx: Context, all_seeds: list[int]) -> list[int]:
     return all_seeds[: ctx.seeds] if ctx.seeds else all_seeds
@@ -80,9 +88,18 @@ def copy_records(work: Path, out: Path) -> None:
         shutil.copy2(jsonl, out / "runs" / jsonl.name)
 
 
-def header(target: Target, ctx: Context, command: str, hardware: str, commit: str) -> str:
-    lines = [f"# {target.name}: {target.title} (profile `{ctx.profile}`)", "",
-             f"Made by `{command}` at commit `{commit}` on {hardware}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+def header(target: Target, ctx: Context, command: str, hardware: str, commit: str, work: Path | None = None,
+           took: float | None = None) -> str:
+    """The README's head: the protocol in its title, the outcome against the paper in one sentence, then how
+    it was made."""
+    protocol = target.protocol(work, ctx) if work is not None else target.title
+    outcome = target.outcome(work, ctx) if work is not None else ""
+    lines = [f"# {target.name}: {protocol} (profile `{ctx.profile}`)", ""]
+    if outcome:
+        lines += [f"**Outcome:** {outcome}", ""]
+    lines += [f"Made by `{command}` at commit `{commit}` on {hardware}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+              + (f"; its jobs took {took:.4g} s (jobs that had finished before are reused, not timed)." if took is not None
+                 else "."),
              "Every number below was read from the run records in `runs/` (copied from the run directories).", "",
              "Loss: `sse = 1/2 sum_i ||f(x_i)-y_i||^2` over the training set (the paper's eq. 2, which the paper "
              "calls MSE); `mse = 1/n sum_i ||f(x_i)-y_i||^2`.", ""]

@@ -25,6 +25,7 @@ class Run:
     config: dict = field(default_factory=dict)
     metrics: dict[str, list[float]] = field(default_factory=dict)  # column -> one value per epoch
     path: Path | None = None
+    params: dict = field(default_factory=dict)  # a sweep trial's Optuna parameters (runs_from_study)
 
     def get(self, key: str, default=None):
         """A summary key (``train/sse``), else a dotted config key (``model.width``)."""
@@ -36,6 +37,13 @@ class Run:
                 return default
             node = node[part]
         return node
+
+    def keys(self) -> list[str]:
+        """Every key :meth:`get` answers: the summary's, and the config's leaves as dotted keys."""
+        def leaves(node, prefix=""):
+            for k, v in node.items():
+                yield from leaves(v, f"{prefix}{k}.") if isinstance(v, dict) and v else [f"{prefix}{k}"]
+        return [*self.summary, *leaves(self.config)]
 
     def curve(self, column: str, x: str = "epoch") -> tuple[list[float], list[float]]:
         """Finite (x, y) pairs of one metrics column."""
@@ -129,6 +137,7 @@ def runs_from_study(storage: str, study_name: str) -> list[Run]:
         else:
             continue
         run.name = f"trial{t.number:05d}"
+        run.params = dict(t.params or t.user_attrs.get("params") or {})
         run.summary.setdefault("trial_state", t.state.name.lower())
         runs.append(run)
     return runs

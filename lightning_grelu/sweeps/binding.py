@@ -16,6 +16,7 @@ from pathlib import Path
 import optuna
 
 from lightning_grelu.errors import ConfigError
+from lightning_grelu.run_dir import RESUMABLE, changed_keys
 
 NAME = "study.json"
 
@@ -72,3 +73,37 @@ def bind(out_dir: Path, spec, study: optuna.Study) -> None:
     if bound.get("name") != want["name"] or (want["uid"] and bound.get("uid") not in (None, want["uid"])):
         raise ConfigError(f"sweep.out_dir {out_dir} holds the trials of {_describe(bound)}, not of "
                           f"{_describe(want)}: choose another sweep.out_dir")
+
+
+# What a study's trials may differ in: where things go, what is logged or probed, and the hardware (as a
+# resume may: run_dir.RESUMABLE) but not the step budget, which a resume may extend and a study may not.
+STUDY_FREE = tuple(k for k in RESUMABLE if k != "trainer.max_epochs")
+
+
+def _protocol(spec, base: list[str]) -> dict:
+    """The config a trial composes to from ``base`` at one fixed point of the space."""
+    from omegaconf import OmegaConf
+
+    from lightning_grelu.sweeps.run_trial import compose_trial
+
+    return OmegaConf.to_container(compose_trial("/tmp/unused", [*base, *spec.sample_overrides()]), resolve=True)
+
+
+def check_spec(study: optuna.Study, spec) -> None:
+    """An existing study is one protocol: this worker's ``sweep.base`` (and trial_overrides) must give its trials
+    the config the study's trials had, up to keys that do not change the science (STUDY_FREE); its objectives
+    must be the study's. Otherwise one line names the first changed key and how to start a new study."""
+    recorded = study.user_attrs.get("spec") or {}
+    own_dir = "" if spec.out_dir == f"sweeps_out/{spec.name}" else " and a sweep.out_dir of its own"
+    new_study = f"start a new study with sweep.name={spec.name}_2{own_dir}, or run with the study's own settings"
+    if "objectives" in recorded and [list(o) for o in recorded["objectives"]] != [list(o) for o in spec.objectives]:
+        raise ConfigError(f"study {spec.name!r} optimizes {recorded['objectives']}, not {spec.objectives} "
+                          f"(sweep.objectives); {new_study}")
+    if "base" not in recorded or list(recorded["base"]) == list(spec.base):
+        return
+    diff = changed_keys(_protocol(spec, list(recorded["base"])), _protocol(spec, spec.base), free=STUDY_FREE)
+    if diff:
+        key, old, new = diff[0]
+        more = f" (and {len(diff) - 1} more)" if len(diff) > 1 else ""
+        raise ConfigError(f"sweep.base changes {key} of study {spec.name!r}: {old!r} -> {new!r}{more}, and its trials "
+                          f"ran with {old!r}; {new_study}")

@@ -73,6 +73,18 @@ class SweepSpec:
     def storage_url(self) -> str:
         return self.storage or f"sqlite:///{(Path(self.out_dir) / 'study.db').resolve()}"
 
+    def sample_overrides(self) -> list[str]:
+        """One point of the space (each parameter at its low end / first choice, frontier cells at their first
+        value and the lowest width): what a trial's config is checked at before any trial runs."""
+        sample = [f"{p.name}={(p.choices or p.grid or [p.low])[0] if p.type != 'int' else int(p.low)}"
+                  for p in self.space]
+        if self.extra.get("frontier"):
+            from lightning_grelu.sweeps.frontier import parse_frontier
+
+            f = parse_frontier(self.extra["frontier"])
+            sample += [f"{k}={v[0]}" for k, v in f.cells.items()] + [f"model.width={f.low}"]
+        return sample
+
 
 def _param(name: str, node: dict) -> Param:
     kind = node.get("type")
@@ -142,6 +154,10 @@ def parse(node: dict) -> SweepSpec:
     n = node.get("n_trials")
     if not isinstance(n, int) or n < 1:
         raise ConfigError(f"sweep.n_trials must be an integer >= 1, got {n!r}")
+    if node.get("storage") is not None:
+        from lightning_grelu.sweeps.storage import check_url
+
+        check_url(node["storage"])
     spec = SweepSpec(name=str(node.get("name")), base=[*(node.get("base") or []), *(node.get("trial_overrides") or [])],
                      space=space,
                      objectives=objectives, sampler=sampler, pruner=pruner, n_trials=n,

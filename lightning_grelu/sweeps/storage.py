@@ -20,6 +20,16 @@ DB_TIMEOUT_S = float(os.environ.get("GRELU_DB_TIMEOUT_S", 30))  # default bound 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental"
 
 
+SCHEMES = ("sqlite:///", "journal://", "postgresql://", "postgresql+psycopg2://", "postgresql+psycopg://", "mysql")
+
+
+def check_url(url: str) -> None:
+    """A storage URL of a kind this suite opens (checked when the spec is read, before anything is made)."""
+    if not str(url).startswith(SCHEMES):
+        raise ConfigError(f"sweep.storage {url!r}: use sqlite:///file.db, journal:///file.log or postgresql://...")
+
+
+
 class _BatchSyncedJournal(optuna.storages.journal.JournalFileBackend):
     """Optuna's journal file without an fsync per operation (a width scan makes some 13 per trial, 3 ms each
     here). Appends still take the file lock and reach the file at once, so a killed worker loses nothing;

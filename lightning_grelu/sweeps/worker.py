@@ -32,18 +32,13 @@ from lightning_grelu.errors import EXIT_MACHINE, ConfigError, MachineError
 from lightning_grelu.signals import SIGNALS, Interrupted
 from lightning_grelu.sweeps import binding
 from lightning_grelu.sweeps.run_trial import EXIT_PRUNED
+from lightning_grelu.sweeps.sampling import make_sampler  # a trial's draw: (sweep.seed, trial.number)
 from lightning_grelu.sweeps.spec import SweepSpec
 from lightning_grelu.sweeps.storage import HEARTBEAT_S, make_storage, retrying
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 MAX_ATTEMPTS = 3  # a trial whose worker dies this often (e.g. it takes the machine down) is failed
-
-
-def make_sampler(spec: SweepSpec):
-    if spec.sampler == "tpe":  # constant liar: parallel workers do not all sample the same point
-        return optuna.samplers.TPESampler(seed=spec.seed, constant_liar=True)
-    return optuna.samplers.RandomSampler(seed=spec.seed)  # grid points arrive as fixed params
 
 
 def grid_points(spec: SweepSpec) -> list[dict]:
@@ -77,6 +72,7 @@ def open_study(spec: SweepSpec, placeholders: bool = True) -> tuple[optuna.Study
                               "creating it); delete the study or pick another sweep.name") from None
         if [d.name.lower() for d in study.directions] != spec.directions:
             raise ConfigError(f"study {spec.name!r} exists with other objectives; pick another sweep.name") from None
+        binding.check_spec(study, spec)  # one protocol per study: a changed base is refused before anything
         binding.bind(Path(spec.out_dir), spec, study)
         if placeholders:
             grow(study, storage, spec)

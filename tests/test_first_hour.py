@@ -1,0 +1,130 @@
+"""The edges a researcher meets in the first hour, each as the real command: refusals in one line that write
+nothing, a resume that needs its run directory, a diverged run's checkpoint, grelu-eval's split check, a quiet
+console, and value checks made before torch and Lightning are imported."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import GRELU_TRAIN, TINY
+
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "WANDB_MODE": "offline", "PATH": f"{BIN}:{os.environ['PATH']}"}
+
+
+def run(cmd: str, *args: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / cmd), *args], cwd=cwd, env={**ENV, **(env or {})}, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def one_line(out: subprocess.CompletedProcess) -> str:
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr[-3000:]
+    return lines[0]
+
+
+def no_gpu() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+REFUSED = [  # (command line, what the one line must say)
+    (["model.width=abc"], "model.width must be an integer"),
+    (["callbacks=[default,nosuch]"], "choose one of default, dynamics, none, ntk, probes"),
+    (["logger=[csv,nosuch]"], "choose one of csv, none, tensorboard, wandb"),
+    (["data=cifar10"], "CIFAR-10 not found"),
+    (["paths.root=/proc/nope"], "cannot create the run directory under paths.root=/proc/nope"),
+]
+if no_gpu():
+    REFUSED.append((["trainer=gpu"], "no CUDA GPU is visible"))
+
+
+@pytest.mark.parametrize("args,says", REFUSED, ids=[" ".join(a) for a, _ in REFUSED])
+def test_a_refused_grelu_train_is_one_line_exit_2_and_writes_nothing(tmp_path, args, says):
+    out = run("grelu-train", *args, cwd=tmp_path, env={"GRELU_DATA_DIR": str(tmp_path / "data")})
+    assert out.returncode == 2 and says in one_line(out), out.stderr[-3000:]
+    assert list(tmp_path.iterdir()) == [], list(tmp_path.rglob("*"))  # not even an empty runs/
+
+
+@pytest.mark.parametrize("args,says", [(["sweep=nope"], "choose one of ackley_frontier, ackley_grid, ackley_width_lr"),
+                                       (["sweep.storage=bogus://x"], "use sqlite:///file.db")])
+def test_a_refused_grelu_sweep_is_one_line_exit_2_and_writes_nothing(tmp_path, args, says):
+    out = run("grelu-sweep", *args, cwd=tmp_path)
+    assert out.returncode == 2 and says in one_line(out), out.stderr[-3000:]
+    assert list(tmp_path.iterdir()) == [], list(tmp_path.rglob("*"))  # no sweeps_out/<name>/
+
+
+def test_a_refused_value_is_told_before_torch_and_lightning_are_imported(tmp_path):
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "lightning_grelu.cli.train", "model.width=abc"],
+                         cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "model.width must be an integer" in out.stderr
+    imported = {ln.split("|")[-1].strip() for ln in out.stderr.splitlines() if ln.startswith("import time:")}
+    assert "omegaconf" in imported and not imported & {"torch", "lightning", "lightning.pytorch"}
+
+
+@pytest.mark.slow
+def test_ckpt_path_last_without_a_run_dir_is_refused_naming_the_newest_run_of_that_config(tmp_path):
+    args = [*TINY, "trainer.max_epochs=3", "callbacks=default", f"paths.root={tmp_path}/runs"]
+    first = run("grelu-train", *args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    made = first.stdout.strip().splitlines()[-1]
+    refused = run("grelu-train", *args, "ckpt_path=last", cwd=tmp_path)
+    assert refused.returncode == 2, refused.stderr
+    line = one_line(refused)
+    assert f"the newest run of this config is {made}" in line
+    assert [str(p) for p in (tmp_path / "runs").glob("*/*")] == [made]  # no fresh run was started
+    again = subprocess.run(["bash", "-c", line.split(f"{made}: ", 1)[1]], cwd=tmp_path, env=ENV, capture_output=True,
+                           text=True, timeout=300)  # the command it names, pasted
+    assert again.returncode == 0 and "nothing to do" in again.stderr, again.stderr
+
+
+@pytest.mark.slow
+def test_a_run_that_diverges_before_its_first_periodic_checkpoint_keeps_its_initial_state(tmp_path):
+    import torch
+
+    from lightning_grelu.callbacks.checkpoint_io import verify
+
+    run_dir = tmp_path / "run"
+    out = run("grelu-train", *TINY, "model.lr=1e-2", "callbacks=default", f"paths.run_dir={run_dir}", cwd=tmp_path)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert out.returncode == 3 and summary["status"] == "diverged" and summary["steps"] < 10, out.stderr
+    last = run_dir / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 0  # the initial state, the newest good one
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+    (last.parent / "last.ckpt.sha256").read_text()  # verified like every checkpoint
+
+
+@pytest.mark.slow
+def test_grelu_eval_on_a_split_the_run_lacks_says_so_even_where_an_earlier_result_exists(tmp_path):
+    run_dir = tmp_path / "run"
+    trained = run("grelu-train", *TINY, "trainer.max_epochs=2", "callbacks=default", f"paths.run_dir={run_dir}",
+                  cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    ckpt = f"ckpt_path={run_dir}/checkpoints/last.ckpt"
+    assert run("grelu-eval", ckpt, "splits=[train]", cwd=tmp_path).returncode == 0
+    out = run("grelu-eval", ckpt, "splits=[val]", cwd=tmp_path)
+    assert out.returncode == 2 and "the data have no val split" in one_line(out), out.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args,noise", [(["model.lr_policy=ntk"], "FutureWarning"),
+                                        (["logger=wandb"], "anonymous setting")])
+def test_a_run_prints_no_warning_of_the_libraries_it_uses(tmp_path, args, noise):
+    out = run("grelu-train", *TINY, "trainer.max_epochs=2", *args, f"paths.run_dir={tmp_path}/run", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert noise not in out.stderr and "Warning" not in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("cmd", ["grelu-train", "grelu-eval", "grelu-sweep", "grelu-reproduce", "grelu-report",
+                                 "grelu-bench"])
+def test_help_is_plain_text(tmp_path, cmd):
+    out = run(cmd, "--help", cwd=tmp_path)
+    assert out.returncode == 0 and cmd in out.stdout and "``" not in out.stdout, out.stdout
