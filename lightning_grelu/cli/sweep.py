@@ -118,7 +118,8 @@ def run(overrides: list[str] | None = None, node: dict | None = None) -> None:
         spec = load_spec(overrides, node)
         made = _first_missing(Path(spec.out_dir).resolve())
         if spec.extra.get("frontier"):
-            from lightning_grelu.sweeps.frontier import Frontier, parse_frontier
+            from lightning_grelu.sweeps.frontier import Frontier
+            from lightning_grelu.sweeps.spec import parse_frontier
 
             rows = Frontier(spec, parse_frontier(spec.extra["frontier"]), progress=console.print).run()
             for r in rows:

@@ -18,36 +18,12 @@ theory line m = n^2 L and the paper's p-grid m = (n^2 L)^p) in the sweep's out_d
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 from pathlib import Path
 
 from lightning_grelu.atomic import write_atomic, write_csv_atomic
-from lightning_grelu.errors import ConfigError
 from lightning_grelu.scan import grid
 from lightning_grelu.scan.grid import P_GRID
-from lightning_grelu.sweeps.spec import SweepSpec
-
-
-@dataclass
-class FrontierSpec:
-    cells: dict[str, list]
-    low: int
-    high: int
-    seeds: list[int]
-    resolution: float = 1.5
-
-
-def parse_frontier(node: dict) -> FrontierSpec:
-    cells = dict(node.get("cells") or {})
-    width = node.get("width") or {}
-    low, high = int(width.get("low", 1)), int(width.get("high", 0))
-    if not 1 <= low < high:
-        raise ConfigError(f"sweep.frontier.width: need 1 <= low < high, got low={low} high={high}")
-    seeds = list(node.get("seeds") or [0])
-    resolution = float(node.get("resolution", 1.5))
-    if resolution <= 1:
-        raise ConfigError(f"sweep.frontier.resolution must be > 1, got {resolution}")
-    return FrontierSpec(cells, low, high, seeds, resolution)
+from lightning_grelu.sweeps.spec import FrontierSpec, SweepSpec
 
 
 def frontier_scan(spec: SweepSpec, fspec: FrontierSpec):

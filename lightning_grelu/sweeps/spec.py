@@ -79,8 +79,6 @@ class SweepSpec:
         sample = [f"{p.name}={(p.choices or p.grid or [p.low])[0] if p.type != 'int' else int(p.low)}"
                   for p in self.space]
         if self.extra.get("frontier"):
-            from lightning_grelu.sweeps.frontier import parse_frontier
-
             f = parse_frontier(self.extra["frontier"])
             sample += [f"{k}={v[0]}" for k, v in f.cells.items()] + [f"model.width={f.low}"]
         return sample
@@ -171,3 +169,25 @@ def parse(node: dict) -> SweepSpec:
             raise ConfigError(f"sweep.sampler=grid needs values for {', '.join(missing)} (categorical choices, "
                               "or `grid: [...]`)")
     return spec
+
+
+@dataclass
+class FrontierSpec:
+    cells: dict[str, list]
+    low: int
+    high: int
+    seeds: list[int]
+    resolution: float = 1.5
+
+
+def parse_frontier(node: dict) -> FrontierSpec:
+    cells = dict(node.get("cells") or {})
+    width = node.get("width") or {}
+    low, high = int(width.get("low", 1)), int(width.get("high", 0))
+    if not 1 <= low < high:
+        raise ConfigError(f"sweep.frontier.width: need 1 <= low < high, got low={low} high={high}")
+    seeds = list(node.get("seeds") or [0])
+    resolution = float(node.get("resolution", 1.5))
+    if resolution <= 1:
+        raise ConfigError(f"sweep.frontier.resolution must be > 1, got {resolution}")
+    return FrontierSpec(cells, low, high, seeds, resolution)
