@@ -40,7 +40,7 @@ def test_optuna_dashboard_shows_frontier_metric_parameters_and_no_false_failures
     assert detail["objective_names"] == ["train/sse"]  # not "Objective 0"
     space = {p["name"]: p["distribution"]["type"] for p in detail["union_search_space"]}
     assert space == {"data.n": "CategoricalDistribution", "model.width": "IntDistribution",
-                     "seed": "CategoricalDistribution"}
+                     "seed": "IntDistribution"}
     states = [t["state"] for t in detail["trials"]]
     assert set(states) == {"Complete"}  # a width scan runs every seed at every width: nothing failed or dropped
     completed = [t for t in detail["trials"] if t["state"] == "Complete"]

@@ -109,27 +109,50 @@ def test_a_signal_while_the_command_starts_exits_128_plus_n_in_one_line(tmp_path
     assert not list((tmp_path / "runs").rglob("summary.json"))
 
 
+def _finished(work: Path, engine: bool) -> list[Path]:
+    """Run directories whose record says completed: a jobs target's ``work/<job>/``, a width scan's
+    ``work/trials/<trial>/``."""
+    dirs = (work / "trials").glob("*") if engine else work.glob("*")
+    return [d for d in dirs if (d / "summary.json").exists()
+            and json.loads((d / "summary.json").read_text())["status"] == "completed"]
+
+
 @pytest.mark.slow
-def test_reproduce_under_sigterm_exits_143_keeps_finished_jobs_and_goes_on(tmp_path):
+@pytest.mark.parametrize("target", ["table2", "fig2a"])
+def test_reproduce_under_sigterm_exits_143_keeps_finished_jobs_and_goes_on(tmp_path, target):
+    """A jobs target (table2 on the CIFAR-10 fixture) and a width scan run by two workers (fig2a): SIGTERM once a
+    run has finished -> 143, one line, no half results; the same command again reuses every finished run."""
+    from tests.fixtures import write_cifar10
+
     cmd = str(Path(sys.executable).parent / "grelu-reproduce")
-    args = ["fig2a", "--profile", "smoke", "--results", str(tmp_path / "results"), "--work", str(tmp_path / "work")]
+    if target == "table2":
+        data = write_cifar10(tmp_path / "cifar", n=24, n_test=24)
+        extra = ["--seeds", "1", "--override", f"data.data_dir={data}", "--override", "model.width=16",
+                 "--override", "trainer.max_epochs=300"]
+    else:  # long enough that a batch is still training when the first one has written its records
+        extra = ["--workers", "2", "--override", "trainer.max_epochs=20000"]
+    args = [target, "--profile", "smoke", *extra, "--results", str(tmp_path / "results"), "--work", str(tmp_path / "work")]
     p = start(args, cmd=cmd, cwd=tmp_path)
-    work = tmp_path / "work" / "fig2a" / "smoke"
+    work = tmp_path / "work" / target / "smoke"
+    engine = target == "fig2a"
     t0 = time.monotonic()
-    while not any(work.glob("*/summary.json")):  # one job has finished
-        assert time.monotonic() - t0 < 300
+    while not _finished(work, engine):  # one run has finished
+        assert time.monotonic() - t0 < 300 and p.poll() is None, p.poll()
         time.sleep(0.1)
     p.send_signal(signal.SIGTERM)
     out, err = p.communicate(timeout=300)
     assert p.returncode == 143, err
     assert len(err.strip().splitlines()) == 1 and "SIGTERM" in err and "same command" in err, err
-    assert not (tmp_path / "results" / "fig2a").exists()  # no half results
-    done = [d for d in work.iterdir() if (d / "summary.json").exists()
-            and json.loads((d / "summary.json").read_text())["status"] == "completed"]
+    assert not (tmp_path / "results" / target).exists()  # no half results
+    done = {d.name: (d / "summary.json").stat().st_mtime_ns for d in _finished(work, engine)}
     assert done
     again = subprocess.run([cmd, *args], cwd=tmp_path, capture_output=True, text=True, env=ENV, timeout=900)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("done before, reused") >= len(done)
+    for name, mtime in done.items():  # a finished run is reused, not trained again
+        d = work / "trials" / name if engine else work / name
+        assert (d / "summary.json").stat().st_mtime_ns == mtime, name
+    if not engine:
+        assert again.stdout.count("done before, reused") >= len(done)
 
 
 def test_two_reproductions_of_one_target_at_once_the_second_is_refused_naming_the_first(tmp_path):

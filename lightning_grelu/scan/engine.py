@@ -62,6 +62,8 @@ class Scan:
     max_nets: int = 64  # nets trained together at most
     device: str = "cpu"
     threads: int | None = 1  # torch threads of this worker (small nets: more workers beat more threads)
+    space: list[dict] | None = None  # every series the study's trials can come from (``series`` is one part of
+    # it under --part K/N); its values are the Optuna parameters' choices, which must not change between parts
 
     def sweep_spec(self) -> SweepSpec:
         storage = self.storage or f"journal:///{(Path(self.out_dir) / 'study.log').resolve()}"
@@ -116,8 +118,18 @@ class Engine:
     def _describe(self, overrides: dict) -> _Series:
         from lightning_grelu.config_check import validate
 
+        from lightning_grelu.errors import MachineError
+        from lightning_grelu.memory import check_devices
+
         cfg = self.compose({**overrides, "model.width": self.scan.rule.low or 1, "seed": self.scan.seeds[0]})
         validate(cfg)
+        check_devices(cfg.trainer)  # a GPU preset on a machine without one: one line, before the study is opened
+        if self.scan.device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise MachineError(f"{self.scan.name}: the scan trains on a CUDA GPU and none is visible here; use "
+                                   "a CPU profile (e.g. --profile smoke)")
         rule = self.scan.rule
         widths = sorted(rule.fixed) if rule.fixed is not None else grid.grid(rule.ratio, rule.high)
         n, d_y, depth = int(cfg.data.get("n") or 1), int(cfg.data.get("d_out", 1) or 1), int(cfg.model.depth)
@@ -366,11 +378,13 @@ class Engine:
         from optuna.distributions import CategoricalDistribution, IntDistribution
 
         out = {}
-        for name in {k for s in self.scan.series for k in s}:
-            values = sorted({s.get(name) for s in self.scan.series}, key=str)
+        space = self.scan.space if self.scan.space is not None else self.scan.series
+        for name in {k for s in space for k in s}:
+            values = sorted({s.get(name) for s in space}, key=str)
             out[name] = CategoricalDistribution(values)
-        out["model.width"] = IntDistribution(1, max(self.scan.rule.high, *(self.scan.rule.fixed or [1])), log=True)
-        out["seed"] = CategoricalDistribution(list(self.scan.seeds))
+        # fixed ranges: a study's parameters keep one distribution whatever part, seeds or range a worker runs
+        out["model.width"] = IntDistribution(1, 2**20, log=True)
+        out["seed"] = IntDistribution(0, 2**32 - 1)
         return out
 
     def _status(self) -> str:

@@ -23,6 +23,8 @@ from lightning_grelu.scan import grid
 from lightning_grelu.scan.engine import Engine, Scan
 from lightning_grelu.signals import SIGNALS, Interrupted
 
+CHILD = "GRELU_SCAN_CHILD"  # set in the workers run_workers starts: their parent reports for them
+
 
 def to_json(scan: Scan) -> str:
     return json.dumps(dataclasses.asdict(scan))
@@ -46,8 +48,9 @@ def run_workers(scan: Scan, workers: int = 1, progress=print) -> None:
     Engine(spec, progress)  # creates (or checks) the study once, before the workers race to it
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         f.write(to_json(spec))
-    procs = [subprocess.Popen([sys.executable, "-m", "lightning_grelu.scan.work", f.name], start_new_session=True)
-             for _ in range(workers)]
+    env = {**os.environ, CHILD: "1"}  # a signal is told once, by this process, not once per worker
+    procs = [subprocess.Popen([sys.executable, "-m", "lightning_grelu.scan.work", f.name], start_new_session=True,
+                              env=env) for _ in range(workers)]
     got: list[int] = []
 
     def forward(signum, frame):
@@ -98,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scan worker: error: {e}", file=sys.stderr)
         return EXIT_CONFIG
     except Interrupted as e:
-        print(f"scan worker: {e}: its trials are back in the queue", file=sys.stderr)
+        if not os.environ.get(CHILD):
+            print(f"scan worker: {e}: its trials are back in the queue", file=sys.stderr)
         return e.exit_code
     except Exception as e:  # the trials it held are back in the queue (Engine releases them); say why it stopped
         import traceback
