@@ -35,8 +35,12 @@ def records(dest):
 def test_the_readme_answers_first_and_names_its_protocol(made):
     _, dest = made
     text = (dest / "README.md").read_text().splitlines()
-    assert text[0].startswith("# atlas") and text[2].startswith("**Answer.** Under T = 300 GD steps and eps = 1e-04")
-    assert "m*_50 ~ n^" in text[2] and "counting width" in text[2] and "The paper says GReLU converges faster" in text[2]
+    assert text[0].startswith("# atlas: minimal width m*(T, eps) vs n in 8..16") and "T up to 300 GD steps" in text[0]
+    assert text[2].startswith("**Outcome:** Under T = 300 GD steps and eps = 1e-04 x the initial SSE")
+    assert "m*_50 ~ n^" in text[2] and "counting width" in text[2] and "Theorem 1" in text[2]
+    assert text[2].count(". ") == 0 and text[2].endswith(".")  # one sentence
+    answer = next(ln for ln in text if ln.startswith("**Answer.**"))
+    assert "The paper says GReLU converges faster" in answer
     for f in ("atlas.csv", "atlas_exponents.csv", "atlas_verdicts.csv", "atlas_grelu_vs_relu.csv",
               "atlas_exponent_vs_T.png", "atlas_kappa_steps.png", "atlas_phase_synthetic_grelu.png"):
         assert (dest / f).stat().st_size > 0, f

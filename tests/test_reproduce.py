@@ -80,20 +80,22 @@ def test_smoke_profile_writes_the_paper_beside_measured_numbers(tmp_path, target
     rows = [r for p in csvs for r in csv_rows(p)]
     for col in measured:  # the numbers were measured: a filled cell in some row
         assert any(r.get(col) not in (None, "") for r in rows), (col, rows[:2])
-    assert list((res / "runs").glob("*/summary.json"))  # the records the figures were drawn from
+    from lightning_grelu.reproduce import TARGETS
+
+    engine = TARGETS[target].engine  # a width scan: its records in one file, its progress per batch
+    assert list((res / "runs").glob("records.jsonl.gz" if engine else "*/summary.json"))  # what the figures show
     import re
 
-    jobs = [ln for ln in out.stdout.splitlines() if re.match(r"\[\d+/\d+\] ", ln)]
+    jobs = [ln for ln in out.stdout.splitlines() if re.match(r"fig2a-smoke: \d+ nets" if engine else r"\[\d+/\d+\] ", ln)]
     def digits(number: str) -> int:  # significant digits of a decimal number as printed
         return len(number.split("e")[0].replace(".", "").lstrip("0"))
 
     long = [ln for ln in jobs if any(digits(x) > 4 for x in re.findall(r"\d+\.\d+(?:e[-+]?\d+)?", ln))]
     assert jobs and not long, long  # 4 significant digits, not 16
     assert "jobs took" in readme
-    if target != "fig2a":  # the title states the protocol, the next line the outcome against the paper
-        title, _, outcome = readme.splitlines()[:3]
-        assert ("ntk step" in title or "fixed lr" in title) and "epochs" in title, title
-        assert outcome.startswith("**Outcome:** ") and "paper" in outcome and outcome.endswith("."), outcome
+    title, _, outcome = readme.splitlines()[:3]  # the title states the protocol, the next line the outcome
+    assert ("ntk step" in title or "fixed lr" in title) and ("epochs" in title or "GD steps" in title), title
+    assert outcome.startswith("**Outcome:** ") and "paper" in outcome and outcome.endswith("."), outcome
     if target == "fig2a":  # the initial SSE differs across seeds: the table shows its range, not seed 0's
         assert all(float(r["initial train/sse min"]) < float(r["initial train/sse max"]) for r in rows)
 
@@ -107,17 +109,49 @@ def test_a_target_whose_data_is_missing_stops_before_any_run(tmp_path):
     assert not list((tmp_path / "work").rglob("summary.json"))
 
 
+def ran(target: str, stdout: str) -> int:
+    """How many runs a command trained: jobs print ``[i/N] job: ...`` (reused ones say so); a width scan's
+    workers each say how many trials they ran."""
+    import re
+
+    if target == "fig2a":
+        return sum(int(k) for k in re.findall(r"this worker ran (\d+) trials", stdout))
+    return stdout.count("[") - stdout.count("done before, reused")
+
+
+def records(res: Path, target: str) -> int:
+    import gzip
+
+    if target == "fig2a":
+        with gzip.open(res / "runs" / "records.jsonl.gz", "rt") as f:
+            return sum(1 for line in f if line.strip())
+    return len(list((res / "runs").glob("*/summary.json")))
+
+
+# a jobs target (table2 on the CIFAR-10 fixture: 3 sizes x 2 models) and a width scan (fig2a: 7 widths x 2 models
+# x 2 step-size policies, one seed)
+RERUN = {"table2": (["--seeds", "1", *overrides("trainer.max_epochs=1", "model.width=16")], 6),
+         "fig2a": (["--seeds", "1", *overrides("trainer.max_epochs=2")], 28)}
+
+
 @pytest.mark.slow
-def test_rerun_reuses_finished_jobs_and_rewrites_the_directory_without_stale_files(tmp_path):
-    args = ["fig2a", "--seeds", "1", *overrides("trainer.max_epochs=2")]
-    assert reproduce(*args, cwd=tmp_path).returncode == 0
-    res = tmp_path / "results" / "fig2a" / "smoke"
+@pytest.mark.parametrize("target", list(RERUN))
+def test_rerun_reuses_finished_jobs_and_rewrites_the_directory_without_stale_files(tmp_path, target):
+    extra, total = RERUN[target]
+    args = [target, *extra, *overrides(*data_dirs(tmp_path)["cifar"])] if target == "table2" else [target, *extra]
+    first = reproduce(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert ran(target, first.stdout) == total
+    res = tmp_path / "results" / target / "smoke"
     (res / "stale.txt").write_text("from an older run")
-    before = (res / "fig2a.csv").read_text()
+    csv_name = f"{target}.csv"
+    before = (res / csv_name).read_text()
     again = reproduce(*args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("done before, reused") == 28  # 7 widths x 2 models x 2 step-size policies, one seed
-    assert not (res / "stale.txt").exists() and (res / "fig2a.csv").read_text() == before
+    assert ran(target, again.stdout) == 0 and records(res, target) == total  # nothing trained again, nothing lost
+    if target == "table2":
+        assert again.stdout.count("done before, reused") == total
+    assert not (res / "stale.txt").exists() and (res / csv_name).read_text() == before
     assert not [p for p in res.parent.iterdir() if p.name.startswith(".")]  # no temp directories left
 
 
@@ -127,19 +161,24 @@ def test_unknown_target_is_one_clear_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_profile_runs_in_parts_and_says_which_parts_ran(tmp_path):
-    """--part K/N runs every N-th job; the README says which parts ran; the last part completes it."""
-    args = ["fig2a", "--seeds", "1", *overrides("trainer.max_epochs=2")]
+@pytest.mark.parametrize("target", list(RERUN))
+def test_a_profile_runs_in_parts_and_says_which_parts_ran(tmp_path, target):
+    """--part K/N runs every N-th job (a width scan: every N-th series); the README says which parts ran; the
+    last part completes it, and the result then holds every run once."""
+    extra, total = RERUN[target]
+    args = [target, *extra, *overrides(*data_dirs(tmp_path)["cifar"])] if target == "table2" else [target, *extra]
     first = reproduce(*args, "--part", "1/3", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.count("[") - first.stdout.count("reused") == 10  # 28 jobs: indices 0, 3, ..., 27
-    readme = (tmp_path / "results" / "fig2a" / "smoke" / "README.md").read_text()
+    # table2: jobs 0 and 3 of 6; fig2a: series 0 and 3 of 4 (7 widths each)
+    assert ran(target, first.stdout) == (2 if target == "table2" else 14)
+    res = tmp_path / "results" / target / "smoke"
+    readme = (res / "README.md").read_text()
     assert "**Parts run:** 1 of 3" in readme and "still to run: 2, 3" in readme
     for k in (2, 3):
         assert reproduce(*args, "--part", f"{k}/3", cwd=tmp_path).returncode == 0
-    readme = (tmp_path / "results" / "fig2a" / "smoke" / "README.md").read_text()
+    readme = (res / "README.md").read_text()
     assert "1, 2, 3 of 3" in readme and "all parts have run" in readme
-    assert len(list((tmp_path / "results" / "fig2a" / "smoke" / "runs").glob("*/summary.json"))) == 28
+    assert records(res, target) == total
     bad = reproduce(*args, "--part", "4/3", cwd=tmp_path)
     assert bad.returncode == 2 and "--part" in bad.stderr
 

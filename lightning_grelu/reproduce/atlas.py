@@ -59,7 +59,7 @@ def scan(ctx: Context, work: Path) -> Scan:
             f"eps={HEADLINE_EPS}", "eps_relative=true", f"targets=[{','.join(f'{t:g}' for t in TARGETS)}]",
             "stop_at_eps=true", *p["base"], *ctx.overrides]
     device = "cuda" if any(o.startswith("trainer=gpu") for o in base) else "cpu"
-    return Scan(name=f"atlas-{ctx.profile}", base=base, series=ctx.in_part(series(p)), seeds=seeds(ctx, p["seeds"]),
+    return Scan(name=f"atlas-{ctx.profile}", base=base, series=ctx.in_part(series(p)), space=series(p), seeds=seeds(ctx, p["seeds"]),
                 rule=grid.Rule(ratio=1.25, high=p["high"]), budgets=list(p["budgets"]),
                 stop_on=[(T, t) for t in TARGETS], out_dir=str(work), storage=ctx.storage, device=device)
 
@@ -80,9 +80,33 @@ exponents: m* ~ n^2 L^1 d_y^1. Section 4 / Table 2: GReLU converges faster than 
     def scan(self, ctx: Context, work: Path) -> Scan:
         return scan(ctx, work)
 
+    def protocol(self, work: Path, ctx: Context) -> str:
+        """What was run, read from the run records (the profile's values where there are none yet)."""
+        p, runs = PROFILES[ctx.profile], self.runs(ctx, work)
+
+        def values(key: str, default: list) -> list:
+            return sorted({r.get(key) for r in runs if r.get(key) is not None}) or default
+
+        ns, depths, d_ys = values("n_train", p["ns"]), values("depth", p["depths"]), values("d_out", p["d_ys"])
+        T = max(values("budget_steps", [max(p["budgets"])]))
+        n_seeds = len(values("seed", seeds(ctx, p["seeds"])))
+        return (f"minimal width m*(T, eps) vs n in {ns[0]}..{ns[-1]}, L in {depths}, d_y in {d_ys}; ntk step (exact), "
+                f"T up to {T} GD steps, eps 1e-2..1e-8 x the initial SSE, {n_seeds} seeds")
+
+    def outcome(self, work: Path, ctx: Context) -> str:
+        """The answer's first sentence, from the fits the report makes (made here when no report was)."""
+        if getattr(self, "_outcome_of", None) != (work, ctx.profile):
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as scratch:
+                self.report(work, Path(scratch), ctx)
+        return self._outcome
+
     def report(self, work: Path, out: Path, ctx: Context) -> str:
         from lightning_grelu.results import atlas_report
 
         p = PROFILES[ctx.profile]
-        return atlas_report.report(self.runs(ctx, work), out, budgets=p["budgets"], targets=TARGETS,
+        self._outcome_of = (work, ctx.profile)
+        body, self._outcome = atlas_report.report(self.runs(ctx, work), out, budgets=p["budgets"], targets=TARGETS,
                                    headline=(max(p["budgets"]), HEADLINE_EPS), seeds=len(seeds(ctx, p["seeds"])))
+        return body

@@ -58,12 +58,21 @@ both ReLU and GReLU. In contrast, none of the runs with lower width converged, f
         series = [{"model": model, "model.lr_policy": policy} for policy in POLICIES for model in ("relu", "grelu")]
         ws = tuple(sorted(set(widths(p["n"], p["depth"], p["p"]).values())))
         device = "cuda" if ctx.profile == "paper" or any("trainer=gpu" in o for o in ctx.overrides) else "cpu"
-        return Scan(name=f"fig2a-{ctx.profile}", base=base, series=ctx.in_part(series),
+        return Scan(name=f"fig2a-{ctx.profile}", base=base, series=ctx.in_part(series), space=series,
                     seeds=seeds(ctx, [0, 1, 2, 3, 4]), rule=grid.Rule(fixed=ws, high=max(ws)), out_dir=str(work),
                     storage=ctx.storage, device=device)
 
-    def report(self, work: Path, out: Path, ctx: Context) -> str:
+    def protocol(self, work: Path, ctx: Context) -> str:
+        p = PROFILES[ctx.profile]
         runs = self.runs(ctx, work)
+        T = runs[0].get("budget_steps") if runs else None
+        fixed = sorted({r.get("lr") for r in runs if (r.get("lr_policy") or "fixed") == "fixed"})
+        n_seeds = len({r.get("seed") for r in runs})
+        return (f"widths (n^2 L)^p and nL at n = {p['n']}, L = {p['depth']}; {T} GD steps, the paper's fixed lr "
+                f"{fixed[0] if fixed else '-'} and the ntk step, {n_seeds} seeds, ReLU and GReLU")
+
+    def rows(self, runs, ctx: Context) -> list[dict]:
+        """A row per (policy, model, width): seeds converged, verdicts, the initial and final SSE ranges."""
         p = PROFILES[ctx.profile]
         labels = {w: lbl for lbl, w in widths(p["n"], p["depth"], p["p"]).items()}
         rows = []
@@ -86,6 +95,31 @@ both ReLU and GReLU. In contrast, none of the runs with lower width converged, f
                          "final train/sse max": max(finite) if finite else None,
                          "paper (fixed lr)": "all 5 converge" if labels.get(width) == "p=1.0" else "none converges"})
         rows.sort(key=lambda r: (r["lr policy"], r["model"], r["width"]))
+        return rows
+
+    @staticmethod
+    def first_all(rows: list[dict], policy: str, model: str) -> str:
+        """The narrowest width from which every seed converged at every wider width, in words."""
+        mine = sorted((r for r in rows if r["lr policy"] == policy and r["model"] == model), key=lambda r: r["width"])
+        ok = [r for i, r in enumerate(mine) if all(q["converged (train/sse <= eps)"] == q["seeds"] for q in mine[i:])]
+        return f"{ok[0]['label']} (m={ok[0]['width']})" if ok else "no width"
+
+    def outcome(self, work: Path, ctx: Context) -> str:
+        runs = self.runs(ctx, work)
+        rows = self.rows(runs, ctx)
+        if not rows:
+            return ""
+        T = runs[0].get("budget_steps")
+        first = {(pol, model): self.first_all(rows, pol, model) for pol in POLICIES for model in ("relu", "grelu")}
+        return (f"Within {T} GD steps every seed converged from {first[('fixed', 'relu')]} (ReLU) and "
+                f"{first[('fixed', 'grelu')]} (GReLU) on with one fixed lr, and from {first[('ntk', 'relu')]} (ReLU) "
+                f"and {first[('ntk', 'grelu')]} (GReLU) on with the ntk step, where the paper says all 5 converge at "
+                "p = 1 and none at any narrower width.")
+
+    def report(self, work: Path, out: Path, ctx: Context) -> str:
+        runs = self.runs(ctx, work)
+        p = PROFILES[ctx.profile]
+        rows = self.rows(runs, ctx)
         tables.write_csv(rows, out / "fig2a.csv")
         plot(out / "fig2a.png", runs, rows, ctx.profile)
         verdict = []

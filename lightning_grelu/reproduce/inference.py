@@ -65,6 +65,44 @@ Psi'_k <- W_k, then use NMA approximation." The 0.5 m^2 counts only the value-pa
         records += [{**r, "source": "remark4"} for r in im.timings(relu, remark4, shift4, x, 4096, 64, device, full=False)]
         write_atomic(out, "".join(json.dumps(r) + "\n" for r in records))
 
+    def protocol(self, work: Path, ctx: Context) -> str:
+        from lightning_grelu.reproduce.common import budget_of, runs_in, step_of
+
+        runs = runs_in(work)
+        w = runs[0].get("width") if runs else None
+        d = runs[0].get("depth") if runs else None
+        return (f"rank-r (NMA, SVD) gate paths for inference and Remark 4, GReLU and ReLU nets of width {w}, depth {d} "
+                f"trained on Fashion-MNIST ({budget_of(runs)}, {step_of(runs)})")
+
+    def outcome(self, work: Path, ctx: Context) -> str:
+        """At the paper's r = sqrt(m)/2, NMA (shift): the test gates kept and the test accuracy lost, beside the
+        paper's "without any accuracy degradation"."""
+        from lightning_grelu.nets.lowrank import default_rank
+        from lightning_grelu.reproduce.common import num
+
+        recs = self._records(work)
+        net = next((r for r in recs if r["kind"] == "net" and r["source"] == "grelu"), None)
+        if net is None:
+            return ""
+        r = default_rank(net["width"])
+        row = next((q for q in recs if q["kind"] == "lowrank" and q["source"] == "grelu" and q["method"] == "nma_shift"
+                    and q["r"] == r), None)
+        if row is None:
+            return ""
+        change = row["test/acc_change"]
+        verdict = ("as the paper says" if change >= -0.005 else
+                   "where the paper reports no accuracy degradation at this rank")
+        return (f"At the paper's rank r = sqrt(m)/2 = {r}, the NMA gate path leaves {num(100 * row['test/gates_unchanged'])}% "
+                f"of the trained GReLU's test gates unchanged and moves its test accuracy from "
+                f"{num(net['test/acc'])} by {num(change)}, {verdict}.")
+
+    @staticmethod
+    def _records(work: Path) -> list[dict]:
+        path = work / "inference.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
     def report(self, work: Path, out: Path, ctx: Context) -> str:
         recs = [json.loads(line) for line in (work / "inference.jsonl").read_text().splitlines() if line.strip()]
         nets = {r["source"]: r for r in recs if r["kind"] == "net"}

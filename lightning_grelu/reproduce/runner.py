@@ -51,12 +51,8 @@ def _run_target(target, ctx, results_root, work, command, fresh, progress, devic
 
             write_jsonl(target.runs(ctx, work), out / "runs" / "records.jsonl.gz")
         body = target.report(work, out, ctx)
-        head = header(target, ctx, command, hardware(dev), commit(), work, took)
-        if body.startswith("**Answer."):  # a report that answers a question says so in its first lines
-            answer, _, body = body.partition("\n\n")
-            title, _, rest = head.partition("\n\n")
-            head = f"{title}\n\n{answer}\n\n{rest}"
-        (out / "README.md").write_text(head + parts + "## Measured\n\n" + body)
+        (out / "README.md").write_text(header(target, ctx, command, hardware(dev), commit(), work, took) + parts
+                                       + "## Measured\n\n" + body)
     return dest
 
 

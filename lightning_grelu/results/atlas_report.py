@@ -29,7 +29,8 @@ def _key(eps: float) -> str:
     return f"{eps:.0e}"
 
 
-def report(runs, out: Path, *, budgets: list[int], targets, headline: tuple[int, float], seeds: int) -> str:
+def report(runs, out: Path, *, budgets: list[int], targets, headline: tuple[int, float], seeds: int) -> tuple[str, str]:
+    """(the README's body, its one-sentence outcome)."""
     from lightning_grelu.results import atlas_plots
 
     found = scaling.cells(runs)
@@ -86,7 +87,8 @@ def report(runs, out: Path, *, budgets: list[int], targets, headline: tuple[int,
     atlas_plots.kappa_scatter(out / "atlas_kappa_steps.png", scatter, headline)
 
     head_T, head_eps = headline
-    lines = [answer(fits, groups, headline, cell_rows, overall, seeds), ""]
+    text = answer(fits, groups, headline, cell_rows, overall, seeds)
+    lines = [text.replace(" || ", " "), ""]
     lines += [f"Protocol of every number below: full-batch GD, eta = 1 / lambda_max(NTK at init) (exact, from the "
               f"Gram in closed form; a run that diverges is run again once at half the step), {seeds} seeds per "
               f"width, widths on a grid of ratio 1.25 from below the counting width sqrt(n d_y / L). A run "
@@ -114,7 +116,12 @@ def report(runs, out: Path, *, budgets: list[int], targets, headline: tuple[int,
               f"### Minimal widths per cell at (T, eps) = ({head_T}, {_key(head_eps)})", "",
               tables.markdown(cell_rows)]
     lines += [f"![phase diagram {g[0]} {g[1]}](atlas_phase_{g[0]}_{g[1]}.png)" for g in groups]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n", outcome_of(text)
+
+
+def outcome_of(body: str) -> str:
+    """The README's one-sentence outcome (the answer paragraph's first sentence, see :func:`answer`)."""
+    return body.removeprefix("**Answer.** ").split(" || ")[0]
 
 
 def answer(fits, groups, headline, cell_rows, overall, seeds) -> str:
@@ -131,11 +138,11 @@ def answer(fits, groups, headline, cell_rows, overall, seeds) -> str:
     spread = (f"m*_50 sits {np.percentile(ratios, 10):.2g}-{np.percentile(ratios, 90):.2g}x the counting width "
               f"sqrt(n d_y / L) (10th-90th percentile over cells; {np.median(params):.2g} trained parameters per "
               f"target value at the median), far below the theory's n^2 L d_y") if ratios else ""
-    return (f"**Answer.** Under T = {T} GD steps and eps = {_key(eps)} x the initial SSE (eta = 1 / lambda_max of the "
-            f"NTK at init, {seeds} seeds): " + "; ".join(parts) + (f". {spread}." if spread else ".")
-            + " The exponents are functions of the budget and target (tables below: they move with T and eps), "
-            "not constants of the networks; the paper's Theorem 1 gives n^2 L d_y, and Fig. 2a claims it is tight. "
-            + overall["sentence"])
+    sentence = (f"Under T = {T} GD steps and eps = {_key(eps)} x the initial SSE (eta = 1 / lambda_max of the NTK at "
+                f"init, {seeds} seeds), " + "; ".join(parts) + (f"; {spread}" if spread else "")
+                + ", where the paper's Theorem 1 says m = n^2 L d_y and its Figure 2a that this is tight.")
+    return (f"**Answer.** {sentence} || The exponents are functions of the budget and target (tables below: they move "
+            "with T and eps), not constants of the networks. " + overall["sentence"])
 
 
 def ntk_summary(runs, headline) -> tuple[list[dict], list[tuple]]:
