@@ -59,6 +59,12 @@ def test_fractions_and_verdict_counts_are_the_records(made):
             at = [r for r in mine if r["width"] == int(w)]
             ok = [r["steps_to/1e-04"] is not None and r["steps_to/1e-04"] <= 300 for r in at]
             assert len(at) == 3 and float(f) == pytest.approx(sum(ok) / 3, abs=0.05)
+        assert row["runs conv/div/stall/unfin"] == "/".join(  # every table counts each kind (headline protocol)
+            str(sum(r["verdicts"]["300"]["1e-04"] == v for r in mine)) for v in ("converged", "diverged", "stalled", "unfinished"))
+    for row in csv.DictReader(open(dest / "atlas_exponents.csv")):
+        mine = [r for r in runs if (r["data"], r["model"]) == (row["data"], row["model"])]
+        assert row["runs conv/div/stall/unfin"] == "/".join(
+            str(sum(r["verdicts"][row["T"]][row["eps"]] == v for r in mine)) for v in ("converged", "diverged", "stalled", "unfinished"))
     for row in csv.DictReader(open(dest / "atlas_verdicts.csv")):
         mine = [r for r in runs if (r["data"], r["model"]) == (row["data"], row["model"])]
         counts = "/".join(str(sum(r["verdicts"][row["T"]]["1e-04"] == v for r in mine))

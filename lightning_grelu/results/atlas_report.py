@@ -29,6 +29,19 @@ def _key(eps: float) -> str:
     return f"{eps:.0e}"
 
 
+def verdict_counts(rs, T: int, eps: float) -> str:
+    """converged/diverged/stalled/unfinished among the runs ``rs`` under (T, eps), from their records."""
+    counts = {v: 0 for v in verdict.VERDICTS}
+    for r in rs:
+        v = ((r.summary.get("verdicts") or {}).get(str(T)) or {}).get(_key(eps))
+        if v in counts:
+            counts[v] += 1
+    return "/".join(str(counts[v]) for v in verdict.VERDICTS)
+
+
+KINDS = "conv/div/stall/unfin"
+
+
 def report(runs, out: Path, *, budgets: list[int], targets, headline: tuple[int, float], seeds: int) -> tuple[str, str]:
     """(the README's body, its one-sentence outcome)."""
     from lightning_grelu.results import atlas_plots
@@ -38,8 +51,10 @@ def report(runs, out: Path, *, budgets: list[int], targets, headline: tuple[int,
     protocols = [(T, eps) for T in budgets for eps in targets]
     fits = {(g, p, which): scaling.fit_exponents([c for c in found if c.group == g], p, which, n_boot=N_BOOT)
             for g in groups for p in protocols for which in ("m50", "m_all")}
+    of_group = {g: [r for c in found if c.group == g for per in c.runs.values() for r in per.values()] for g in groups}
     exp_rows = [{"data": g[0], "model": g[1], "T": p[0], "eps": _key(p[1]), "m*": {"m50": "m*_50", "m_all": "m*_all"}[which],
                  "cells fitted": f["points"], "outside the range": f["excluded"],
+                 f"runs {KINDS}": verdict_counts(of_group[g], *p),
                  "n exponent [95% CI]": _exp(f, "n"), "L exponent [95% CI]": _exp(f, "L"),
                  "d_y exponent [95% CI]": _exp(f, "d_y"), "theory": "2, 1, 1", "counting": "0.5, -0.5, 0.5"}
                 for (g, p, which), f in fits.items()]
@@ -61,21 +76,17 @@ def report(runs, out: Path, *, budgets: list[int], targets, headline: tuple[int,
             "n^2 L d_y": n * n * L * d_y, "nL": n * L,
             "fraction converged per width": " ".join(f"{w}:{f:.1f}" for w, f in m["fractions"].items()),
             "non-monotone widths": " ".join(map(str, m["non_monotone"])) or "none",
-            "half-step retries": sum(int(r.get("lr_retries") or 0) > 0 for r in runs_here)})
+            "half-step retries": sum(int(r.get("lr_retries") or 0) > 0 for r in runs_here),
+            f"runs {KINDS}": verdict_counts(runs_here, *headline)})
     tables.write_csv(cell_rows, out / "atlas.csv")
 
     verdict_rows = []
     for g in groups:
-        rs = [r for c in found if c.group == g for per in c.runs.values() for r in per.values()]
+        rs = of_group[g]
         for T in budgets:
             row = {"data": g[0], "model": g[1], "T": T, "runs": len(rs)}
             for eps in targets:
-                counts = {v: 0 for v in verdict.VERDICTS}
-                for r in rs:
-                    v = ((r.summary.get("verdicts") or {}).get(str(T)) or {}).get(_key(eps))
-                    if v in counts:
-                        counts[v] += 1
-                row[f"eps {_key(eps)}: conv/div/stall/unfin"] = "/".join(str(counts[v]) for v in verdict.VERDICTS)
+                row[f"eps {_key(eps)}: {KINDS}"] = verdict_counts(rs, T, eps)
             verdict_rows.append(row)
     tables.write_csv(verdict_rows, out / "atlas_verdicts.csv")
 
