@@ -152,6 +152,16 @@ def test_rerun_reuses_finished_jobs_and_rewrites_the_directory_without_stale_fil
     if target == "table2":
         assert again.stdout.count("done before, reused") == total
     assert not (res / "stale.txt").exists() and (res / csv_name).read_text() == before
+    import re
+
+    def took(text: str) -> tuple[float, float]:
+        now, total = re.search(r"its jobs took ([\d.e+-]+) s, and ([\d.e+-]+) s over every command", text).groups()
+        return float(now), float(total)
+
+    # the re-made README still says what computing the reused runs took: both commands' times together
+    first_took = float(re.search(r"jobs took ([\d.e+-]+) s", first.stdout).group(1))
+    now, total = took((res / "README.md").read_text())
+    assert total == pytest.approx(first_took + now, rel=1e-3, abs=2e-3) and total > now
     assert not [p for p in res.parent.iterdir() if p.name.startswith(".")]  # no temp directories left
 
 
