@@ -39,3 +39,30 @@ def test_workers_and_a_restart_draw_distinct_points_reproducible_from_the_seed(t
     assert len(set(on_sqlite)) == 5, f"repeated points on SQLite: {sorted(on_sqlite)}"
     assert len(set(on_postgres)) == 5, f"repeated points on PostgreSQL: {sorted(on_postgres)}"
     assert set(on_sqlite) == set(on_postgres)  # the same seed, run twice: the same points
+
+
+def test_tpe_past_its_start_up_trials_draws_distinct_points_in_two_workers(tmp_path):
+    """Beyond the random start-up phase (TPE's first 10 trials) TPE reads the study's history: two workers
+    (two samplers built from the same sweep.seed, as two processes build them) asking in turn still get a new
+    point per trial, and the same seed gives the same points again."""
+    from lightning_grelu.sweeps.sampling import make_sampler
+    from lightning_grelu.sweeps.spec import SweepSpec
+
+    def run(name: str) -> list[tuple]:
+        storage = f"sqlite:///{tmp_path}/{name}.db"
+        spec = SweepSpec(name=name, base=[], space=[], objectives=[("train/sse", "minimize")], sampler="tpe",
+                         n_trials=16, storage=storage, out_dir=str(tmp_path), seed=3)
+        workers = [optuna.create_study(study_name=name, storage=storage, sampler=make_sampler(spec),
+                                       load_if_exists=True) for _ in range(2)]
+        got = []
+        for i in range(16):
+            trial = workers[i % 2].ask()
+            lr = trial.suggest_float("model.lr", 1e-6, 1e-2, log=True)
+            width = trial.suggest_int("model.width", 8, 512, log=True)
+            workers[i % 2].tell(trial, (lr * 1e3 - 1) ** 2 + (width / 100 - 1) ** 2)
+            got.append((width, lr))
+        return got
+
+    first, again = run("a"), run("b")
+    assert len(set(first)) == 16, sorted(first)
+    assert first == again
