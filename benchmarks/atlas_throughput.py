@@ -12,6 +12,7 @@ Three measurements, one JSON record each (``--out DIR`` appends them to ``DIR/at
 
     python benchmarks/atlas_throughput.py --out results/speed/cpu
     python benchmarks/atlas_throughput.py --quick         # seconds: a few runs of each kind
+    python benchmarks/atlas_throughput.py --device cuda --out results/speed/paper        # on a GPU
 """
 
 from __future__ import annotations
@@ -25,19 +26,24 @@ from pathlib import Path
 
 import torch
 
-from _common import record
+from _common import device_of, record
+from lightning_grelu.bench import _sync
 from lightning_grelu.scan import runner
 from lightning_grelu.scan.batched import Net, step_flops, train_together
 
 HERE = Path(__file__).resolve().parent
 
 
-def ceiling_gflops(size: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def ceiling_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
+    """A float32 size^3 matmul on ``device``: the ceiling the nets' GFLOP/s are read against."""
+    size = size if device.type == "cpu" else 8192
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     a @ b
+    _sync(device)
     t = time.perf_counter()
     for _ in range(repeats):
         a @ b
+    _sync(device)
     return repeats * 2 * size ** 3 / (time.perf_counter() - t) / 1e9
 
 
@@ -61,13 +67,13 @@ def prepare_all(runs, protocol, work: Path):
     return out
 
 
-def engine(runs, protocol, max_nets: int) -> dict:
+def engine(runs, protocol, max_nets: int, device: torch.device) -> dict:
     work = Path(tempfile.mkdtemp(prefix="atlas-bench-"))
     try:
         t0 = time.perf_counter()
         prepared = prepare_all(runs, protocol, work)
         t1 = time.perf_counter()
-        outcomes = runner.run(prepared, max_nets=max_nets)
+        outcomes = runner.run(prepared, str(device), max_nets=max_nets)
         t2 = time.perf_counter()
         for p, o in zip(prepared, outcomes):
             runner.write_record(p, o, [protocol["steps"]])
@@ -100,7 +106,7 @@ def through_grelu_train(runs, protocol, sample: int) -> dict:
             "all_runs_s_scaled": round(per_run * len(runs), 1)}
 
 
-def sizes(repeat_steps: int) -> list[dict]:
+def sizes(repeat_steps: int, device: torch.device) -> list[dict]:
     out = []
     for n, m, depth in ((64, 16, 2), (64, 64, 2), (128, 128, 2), (256, 256, 2)):
         for K in (1, 8, 32):
@@ -112,9 +118,11 @@ def sizes(repeat_steps: int) -> list[dict]:
                 W = [torch.randn(m, m, generator=g) * (2 / m) ** 0.5 for _ in range(depth)]
                 nets.append(Net(x, torch.randn(n, 1, generator=g), torch.randn(m, 16, generator=g) * 0.35, W,
                                 torch.randn(1, m, generator=g), 1e-6))
-            train_together(nets, 5)  # warm-up
+            train_together(nets, 5, device=device)  # warm-up
+            _sync(device)
             t = time.perf_counter()
-            train_together(nets, repeat_steps)
+            train_together(nets, repeat_steps, device=device)
+            _sync(device)
             s = time.perf_counter() - t
             out.append({"n": n, "m": m, "L": depth, "nets": K, "ms_per_step": round(1e3 * s / repeat_steps, 3),
                         "gflops": round(K * repeat_steps * step_flops(n, depth, m) / s / 1e9, 2)})
@@ -128,25 +136,27 @@ def main() -> None:
     p.add_argument("--max-nets", type=int, default=64)
     p.add_argument("--sample", type=int, default=30, help="runs timed through grelu-train")
     p.add_argument("--quick", action="store_true", help="a few runs of each kind (checks the script works)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (the nets and the ceiling on it)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     spec = json.loads((HERE / "atlas_smoke_runs.json").read_text())
     runs, protocol = spec["runs"], spec["protocol"]
     if args.quick:
         runs, args.sample = runs[:40], 2
-    device = torch.device("cpu")
-    ceiling = ceiling_gflops()
-    record("atlas_throughput", {"case": "ceiling", "threads": args.threads, "matmul_2048_gflops": round(ceiling, 1)},
+    device = device_of(args.device)
+    ceiling = ceiling_gflops(device)
+    record("atlas_throughput", {"case": "ceiling", "threads": args.threads, "matmul_gflops": round(ceiling, 1),
+                                "matmul_size": 2048 if device.type == "cpu" else 8192},
            device, args.out)
-    batched = engine(runs, protocol, args.max_nets)
-    alone = engine(runs, protocol, 1)
+    batched = engine(runs, protocol, args.max_nets, device)
+    alone = engine(runs, protocol, 1, device)
     lt = through_grelu_train(runs, protocol, args.sample)
     record("atlas_throughput", {"case": "protocol", "threads": args.threads, "batched": batched, "one_at_a_time": alone,
                                 "grelu_train": lt, "checked_in_wall_time_s_sum": round(sum(r["wall_time_s"] for r in runs), 1),
                                 "speedup_batched_vs_grelu_train": round(lt["all_runs_s_scaled"] / batched["total_s"], 1),
                                 "speedup_batched_vs_one_at_a_time": round(alone["total_s"] / batched["total_s"], 2),
                                 "ceiling_gflops": round(ceiling, 1)}, device, args.out)
-    for row in sizes(20 if args.quick else 200):
+    for row in sizes(20 if args.quick else 200, device):
         record("atlas_throughput", {"case": "sizes", "threads": args.threads, **row,
                                     "fraction_of_ceiling": round(row["gflops"] / ceiling, 3)}, device, args.out)
 

@@ -122,3 +122,30 @@ def test_active_entries_benchmark_records_every_kind(tmp_path):
     flops = [r for r in recs if r["kind"] == "flops" and r["model"] == "grelu"]
     assert all(0 < r["open_fwd"] < r["dense_fwd"] for r in flops)
     assert "GReLU open / ReLU open" in (tmp_path / "active_entries.md").read_text()
+
+
+@pytest.mark.slow
+def test_atlas_throughput_benchmark_records_the_protocol_sizes_and_ceiling(tmp_path):
+    """benchmarks/atlas_throughput.py --quick: the three kinds of record, the same runs trained batched and one
+    at a time reaching the same targets (the same protocol), and every GFLOP/s read against the ceiling."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(repo / "benchmarks" / "atlas_throughput.py"), "--quick",
+                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=repo)
+    assert out.returncode == 0, out.stderr[-2000:]
+    recs = [json.loads(line) for line in (tmp_path / "atlas_throughput.jsonl").read_text().splitlines()]
+    assert [r["case"] for r in recs[:2]] == ["ceiling", "protocol"] and {r["case"] for r in recs[2:]} == {"sizes"}
+    assert all(r["commit"] and r["hardware"] and "--quick" in r["command"] for r in recs)
+    ceiling, proto = recs[0]["matmul_gflops"], recs[1]
+    assert ceiling > 0 and proto["ceiling_gflops"] == ceiling
+    batched, alone = proto["batched"], proto["one_at_a_time"]
+    assert batched["runs"] == alone["runs"] == 40 and batched["max_nets"] == 64 and alone["max_nets"] == 1
+    # batching changes how the nets are computed, not what they do: in float32 the padded products round
+    # differently, so a net at its target's edge may cross it a step apart; nothing more
+    assert abs(batched["steps"] - alone["steps"]) <= 0.01 * alone["steps"]
+    assert abs(batched["converged"] - alone["converged"]) <= 1
+    assert proto["speedup_batched_vs_one_at_a_time"] == pytest.approx(alone["total_s"] / batched["total_s"], rel=0.02)
+    sizes = recs[2:]
+    assert {(r["m"], r["nets"]) for r in sizes} == {(m, k) for m in (16, 64, 128, 256) for k in (1, 8, 32)}
+    assert all(r["fraction_of_ceiling"] == pytest.approx(r["gflops"] / ceiling, abs=1e-3) for r in sizes)
