@@ -138,3 +138,27 @@ def test_exponent_fit_recovers_known_exponents(a, b, c, which):
 def test_paired_ratio_and_its_interval():
     r = grid.paired_ratio([2.0, 4.0, 6.0, 8.0], [1.0, 2.0, 3.0, 4.0])
     assert r["median"] == 2.0 and r["ci95"] == [2.0, 2.0] and r["pairs"] == 4 and r["a_greater"] == 4
+
+
+def test_a_protocol_that_never_resolves_stops_the_scan_at_max_factor_above_the_headline():
+    """A hard target no width reaches: without a cap the scan walks the grid to ``high``; with max_factor = 3 it
+    stops once its top width is 3x the headline protocol's m*_all (past it by at most the lookahead's two grid
+    widths), and the hard one stays unresolved."""
+    hard = (1000, 1e-8)
+
+    def run(rule):
+        widths = grid.grid(rule.ratio, rule.high)
+        start = grid.start_width(rule, widths, 16, 1, 2)
+        done = {}
+        for _ in range(300):
+            need = grid.needed(rule, widths, start, done, set(), [PROTO, hard], PROTO)
+            if not need:
+                break
+            for w in need:  # every seed reaches 1e-4 from width 20 on, none ever reaches 1e-8
+                done[w] = [{1e-4: 100 if w >= 20 else None, 1e-8: None} for _ in range(3)]
+        return done
+
+    capped = run(grid.Rule(ratio=1.25, high=4096, max_factor=3))
+    base = grid.m_all(capped, PROTO, 2)
+    assert base == min(w for w in grid.grid(1.25, 4096) if w >= 20) and 3 * base <= max(capped) <= 3 * base * 1.25 ** 2 and grid.m_all(capped, hard, 2) is None
+    assert max(run(grid.Rule(ratio=1.25, high=512))) == max(grid.grid(1.25, 512))  # uncapped: up to high

@@ -42,7 +42,8 @@ def verdict_counts(rs, T: int, eps: float) -> str:
 KINDS = "conv/div/stall/unfin"
 
 
-def report(runs, out: Path, *, budgets: list[int], targets, headline: tuple[int, float], seeds: int) -> tuple[str, str]:
+def report(runs, out: Path, *, budgets: list[int], targets, headline: tuple[int, float], seeds: int,
+           max_factor: float | None = None) -> tuple[str, str]:
     """(the README's body, its one-sentence outcome)."""
     from lightning_grelu.results import atlas_plots
 
@@ -107,7 +108,10 @@ def report(runs, out: Path, *, budgets: list[int], targets, headline: tuple[int,
               f"step checked). Budgets T in {budgets}; targets eps in {[_key(t) for t in targets]}; the headline is "
               f"(T, eps) = ({head_T}, {_key(head_eps)}). m*_50: the width where half the seeds converge (fraction "
               "made non-decreasing in width, interpolated on log-width); m*_all: the width from which every seed "
-              "converges at every larger scanned width (at least 3 in a row at the top of the scan).", ""]
+              "converges at every larger scanned width (at least 3 in a row at the top of the scan)."
+              + (f" A cell's scan goes up until every (T, eps) is resolved, but not past {max_factor:g}x its m*_all "
+                 "at the headline: a protocol unresolved by then counts as beyond the scanned range (\"outside the "
+                 "range\" below)." if max_factor else ""), ""]
     lines += ["### Exponents of m*_50 ~ K n^a L^b d_y^c per (T, eps)", "",
               "Log-log least squares over the cells whose m* lies inside the scanned range; 95% bootstrap intervals "
               "resample each cell's seeds. Theory (Theorem 1): (2, 1, 1); parameter counting (L m^2 = n d_y): "

@@ -5,7 +5,8 @@ Widths lie on one geometric grid shared by every series (so that answers are com
 width can train together). The scan starts below the parameter-counting width sqrt(n d_y / L) (the width
 at which the trained parameters L m^2 equal the n d_y target values) and walks up, ``lookahead`` grid
 widths at a time, until every seed converges at ``beyond`` + 1 successive widths for every protocol it
-must resolve, or the grid reaches ``high``. Convergence is never assumed monotone in width: every width
+must resolve, or the grid reaches ``high`` (or, with ``max_factor``, a set factor above the headline protocol's
+m*_all: harder protocols left unresolved are then beyond the scanned range). Convergence is never assumed monotone in width: every width
 in the range is run, the fraction of seeds converging is reported per width, and a seed that fails above
 a width where it converged is listed. If some seed already converges at the lowest width, the scan also
 walks down.
@@ -32,6 +33,10 @@ class Rule:
     beyond: int = 2  # all seeds must converge at this many widths above the first one where they all do
     lookahead: int = 2  # widths enqueued at once per series (more parallel work, a little more past the end)
     fixed: tuple[int, ...] | None = None  # fig2a: exactly these widths, no scan
+    # None: scan up until every protocol is resolved (or ``high``). A number: also stop once the top scanned width
+    # is this factor above the headline protocol's m*_all; harder protocols not resolved by then are reported as
+    # beyond the scanned range (a deep ReLU net chasing 1e-8 would otherwise walk the grid to ``high``)
+    max_factor: float | None = None
 
 
 def grid(ratio: float, high: int) -> list[int]:
@@ -104,7 +109,12 @@ def finished(rule: Rule, widths: list[int], start: int, done: dict[int, list[dic
     if top >= widths[-1] or top >= rule.high:
         return True
     scanned = [w for w in widths if start <= w <= top]
-    return all(_all_run(scanned, done, p) >= rule.beyond + 1 for p in protocols)
+    if all(_all_run(scanned, done, p) >= rule.beyond + 1 for p in protocols):
+        return True
+    if rule.max_factor is not None:
+        base = m_all({w: done[w] for w in scanned}, headline, rule.beyond)
+        return base is not None and top >= rule.max_factor * base
+    return False
 
 
 def _all_run(scanned: list[int], done: dict, protocol) -> int:
