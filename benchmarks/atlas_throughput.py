@@ -117,7 +117,7 @@ def sizes(repeat_steps: int) -> list[dict]:
             train_together(nets, repeat_steps)
             s = time.perf_counter() - t
             out.append({"n": n, "m": m, "L": depth, "nets": K, "ms_per_step": round(1e3 * s / repeat_steps, 3),
-                        "gflops": round(K * repeat_steps * step_flops(n, depth, m) / s / 1e9, 2)})
+                        "gflops": round(K * repeat_steps * step_flops(n, depth, m, 16, 1) / s / 1e9, 2)})
     return out
 
 

@@ -89,7 +89,7 @@ the transform." (Curves only; no numbers.)"""
             rows.append(row)
         tables.write_csv(rows, out / f"{self.name}.csv")
         for split in ("train", "test"):
-            series = [(str(r.get("model")), *r.curve(f"{split}/sse"), {"color": color(r.get("model")), "lw": 1.2})
+            series = [(str(r.get("model")), *r.curve(f"{split}/sse"), {"color": color(r), "lw": 1.2})
                       for r in runs]
             plots.curves(out / f"{self.name}_{split}.png", series, f"{self.name} ({ctx.profile}): {split} loss",
                          f"{split} SSE" + (" (epoch's augmented batches)" if split == "train" else ""),
