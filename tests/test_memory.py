@@ -9,9 +9,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-import lightning as L
-
 from conftest import compose_cfg, run_cli
+from measure import AfterOneStep
 from lightning_grelu.train import train
 from lightning_grelu.nets import GReLUMLP, ReLUMLP
 from lightning_grelu.nets.mlp import init_on
@@ -58,49 +57,6 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
     assert out.returncode == 0, out.stderr
     layer = 6000 * 6000 * 4
     assert int(out.stdout.strip().splitlines()[-1]) < 2.5 * layer  # all eight layers would be 8x
-
-
-def storage_bytes(tensors) -> int:
-    """Bytes of the distinct storages behind ``tensors`` (a view or a shared tensor is counted once)."""
-    seen = {}
-    for t in tensors:
-        st = t.untyped_storage()
-        seen[st.data_ptr()] = st.nbytes()
-    return sum(seen.values())
-
-
-class AfterOneStep(L.Callback):
-    """What torch really holds after the first optimizer step of a real run, measured from the live objects,
-    and the activations autograd saved for that step's backward."""
-
-    def __init__(self):
-        self.measured, self._saved, self._hooks = None, {}, None
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        def pack(t):
-            self._saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-            return t
-
-        self._hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
-        self._hooks.__enter__()
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        self._hooks.__exit__(None, None, None)
-        if self.measured is not None:
-            return
-        state = list(module.state_dict().values())  # parameters, buffers and the (offloaded) gate path
-        train = trainer.datamodule.splits["train"]
-        known = {t.untyped_storage().data_ptr() for t in [*state, train.x, train.y]}
-        opt = [v for s in trainer.optimizers[0].state.values() for v in s.values() if torch.is_tensor(v)]
-        cache = getattr(module, "gate_cache", None)
-        self.measured = {
-            "weights": storage_bytes(state),
-            "gradients": storage_bytes([p.grad for p in module.parameters() if p.grad is not None]),
-            "optimizer": storage_bytes(opt), "optimizer_tensors": len(opt),
-            "gate_cache": cache.packed.untyped_storage().nbytes() if cache is not None else 0,
-            "data": storage_bytes([train.x, train.y]),
-            "activations": sum(b for ptr, b in self._saved.items() if ptr not in known),
-        }
 
 
 @pytest.mark.parametrize("model,args", [

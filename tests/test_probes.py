@@ -3,12 +3,11 @@
 import csv
 import math
 
-import lightning as L
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from conftest import TINY, compose_cfg
+from measure import StepFlops
 from lightning_grelu.data import AckleyDataModule
 from lightning_grelu.nets import GReLUMLP, ReLUMLP
 from lightning_grelu.train import train
@@ -109,24 +108,6 @@ def test_probes_off_add_no_forward_passes(tmp_path, monkeypatch):
     calls.update(forward=0, trace=0)
     train(compose_cfg(tmp_path / "on", *TINY, "model=grelu", "callbacks=[dynamics]", "trainer.max_epochs=12"))
     assert calls["trace"] == 12 + 1 and calls["forward"] == 12 + 2
-
-
-class StepFlops(L.Callback):
-    """FLOPs torch counts (FlopCounterMode) in the first training step of a real run: forward, backward and the
-    optimizer step, everything between batch start and batch end."""
-
-    def __init__(self):
-        self.counted, self.batch, self._mode = None, None, None
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        if self.counted is None:
-            self._mode = FlopCounterMode(display=False)
-            self._mode.__enter__()
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if self._mode is not None:
-            self._mode.__exit__(None, None, None)
-            self.counted, self.batch, self._mode = self._mode.get_total_flops(), int(batch[0].shape[0]), None
 
 
 @pytest.mark.parametrize("args,gates", [
