@@ -68,12 +68,12 @@ def test_the_toy_nets_estimate_and_flops_match_what_torch_holds_and_counts(tmp_p
     from lightning_grelu.nets.spec import spec_of
 
     held, counted = AfterOneStep(), StepFlops()
-    cfg = compose_cfg(tmp_path / "run", *ARGS, "trainer.max_epochs=2", "model.momentum=0.9",
+    cfg = compose_cfg(tmp_path / "run", *ARGS, "callbacks=[probes,ntk]", "trainer.max_epochs=2", "model.momentum=0.9",
                       "model.lr_policy=fixed", "model.lr=1e-4")
     from lightning_grelu.train import train
 
     s = train(cfg, callbacks=[held, counted])
-    assert s["status"] == "completed"
+    assert s["status"] == "completed" and s["probe/ntk_lambda_max"] > 0 and s["probe/ntk_explicit"] == 1  # NTK probe
     spec = spec_of(cfg.model, 6, 3)
     assert spec == replace(toy.ToyResidualNet.describe(6, 3, 32, 2), optimizer_states=1)  # asked of the toy's class
     est = memory.estimate_parts(spec, 48, 6, 3, None, "32-true")
@@ -106,10 +106,11 @@ def test_every_composition_and_group_check_sees_the_toy_options(toy, tmp_path, m
         check_group_choice("model", "toy_residual")
 
 
-def test_grelu_train_help_and_refusals_see_the_conf_path(tmp_path):
+def test_help_and_refusals_see_the_conf_path(tmp_path):
     env = {**os.environ, **ENV}
-    help_text = subprocess.run([*cli("grelu-train"), "--help"], env=env, capture_output=True, text=True, timeout=300)
-    assert "toy_residual" in help_text.stdout and "toy_blobs" in help_text.stdout
+    for command in ("grelu-train", "grelu-eval"):
+        help_text = subprocess.run([*cli(command), "--help"], env=env, capture_output=True, text=True, timeout=300)
+        assert "toy_residual" in help_text.stdout and "toy_blobs" in help_text.stdout, command
     bad = subprocess.run([*cli("grelu-train"), "model=toy_residual", "data=toy_blobs", "data.n=abc"], cwd=tmp_path,
                          env=env, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.strip() == (
@@ -117,6 +118,13 @@ def test_grelu_train_help_and_refusals_see_the_conf_path(tmp_path):
     missing = subprocess.run([*cli("grelu-train"), "model=relu"], cwd=tmp_path, capture_output=True, text=True,
                              env={**env, "GRELU_CONF_PATH": str(tmp_path / "nowhere")}, timeout=300)
     assert missing.returncode == 2 and "GRELU_CONF_PATH names" in missing.stderr and not list(tmp_path.iterdir())
+    shadow = tmp_path / "shadow"
+    (shadow / "model").mkdir(parents=True)
+    (shadow / "model" / "relu.yaml").write_text("_target_: toy_grelu.ToyResidualModule\nname: relu\n")
+    hidden = subprocess.run([*cli("grelu-train"), "model=relu"], cwd=shadow, capture_output=True, text=True,
+                            env={**env, "GRELU_CONF_PATH": str(shadow)}, timeout=300)
+    assert hidden.returncode == 2 and "would hide it" in hidden.stderr and len(hidden.stderr.splitlines()) == 1
+    assert sorted(p.name for p in shadow.rglob("*")) == ["model", "relu.yaml"]  # nothing written
 
 
 def test_plots_colour_a_run_by_what_its_net_says_and_old_records_by_name():
