@@ -163,6 +163,9 @@ def check_schema(cfg: DictConfig) -> None:
 
 
 def validate(cfg: DictConfig) -> None:
+    """Every check a composed config gets, wherever it was composed (grelu-train, sweeps, reproductions, the
+    engine, grelu-eval, ``train(cfg)``); the types were Hydra's, while it composed."""
+    check_conf_path()
     check_schema(cfg)
     m, d, t = cfg.model, cfg.data, cfg.trainer
     max_epochs = t.get("max_epochs")

@@ -87,7 +87,7 @@ def test_the_toy_nets_estimate_and_flops_match_what_torch_holds_and_counts(tmp_p
 def test_every_composition_and_group_check_sees_the_toy_options(toy, tmp_path, monkeypatch):
     """grelu-train's group check, the sweep/reproduction/engine composition (compose_trial), and the scan engine
     asking the net whether the batched MLP engine can run it."""
-    from lightning_grelu.config_check import check_group_choice, group_options
+    from lightning_grelu.config_check import check_group_choice, group_options, validate
     from lightning_grelu.errors import ConfigError
     from lightning_grelu.scan.runner import batchable
     from lightning_grelu.sweeps.run_trial import compose_trial
@@ -101,6 +101,9 @@ def test_every_composition_and_group_check_sees_the_toy_options(toy, tmp_path, m
     assert batchable(plain) == "model=toy_residual"  # not the paper's MLP: left to grelu-train
     with pytest.raises(Exception, match="data.d_in=abc"):  # the schema's types hold for the toy's keys
         compose_trial(str(tmp_path / "t"), ["model=toy_residual", "data=toy_blobs", "data.d_in=abc"])
+    monkeypatch.setenv("GRELU_CONF_PATH", str(tmp_path / "nowhere"))  # every path validates: sweeps, reproductions
+    with pytest.raises(ConfigError, match="GRELU_CONF_PATH names .*nowhere, which is not a directory"):
+        validate(plain)
     monkeypatch.delenv("GRELU_CONF_PATH")
     with pytest.raises(ConfigError, match="unknown model 'toy_residual'"):
         check_group_choice("model", "toy_residual")
