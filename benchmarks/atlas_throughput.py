@@ -7,7 +7,7 @@ Three measurements, one JSON record each (``--out DIR`` appends them to ``DIR/at
    eps = 1e-4 x the initial SSE, the ntk step), trained by the engine's runner batched (``--max-nets``) and one
    at a time (batches of 1, the same code), each writing its run record; and a sample of them through
    grelu-train (the path the atlas used before), whose per-run time is scaled to all 982.
-2. ``sizes``: model GFLOP/s (6 n L m^2 per GD step) of K nets of one size trained together, K in 1, 8, 32.
+2. ``sizes``: model GFLOP/s (the net's own FLOPs per GD step, ``ReLUMLP.describe``) of K nets of one size trained together, K in 1, 8, 32.
 3. ``ceiling``: a 2048^3 float32 matmul on the same threads.
 
     python benchmarks/atlas_throughput.py --out results/speed/cpu
@@ -125,7 +125,7 @@ def sizes(repeat_steps: int, device: torch.device) -> list[dict]:
             _sync(device)
             s = time.perf_counter() - t
             out.append({"n": n, "m": m, "L": depth, "nets": K, "ms_per_step": round(1e3 * s / repeat_steps, 3),
-                        "gflops": round(K * repeat_steps * step_flops(n, depth, m) / s / 1e9, 2)})
+                        "gflops": round(K * repeat_steps * step_flops(n, depth, m, 16, 1) / s / 1e9, 2)})
     return out
 
 

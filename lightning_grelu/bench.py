@@ -37,7 +37,9 @@ CASES = {
     "small_fullbatch": (1000, 4, 100, 200, 1, 1),  # where per-step overhead dominates
     "tiny": (64, 2, 32, 16, 2, 2),  # CPU smoke size
 }
-MODES = ("relu", "grelu", "grelu_recompute")
+# mode: (the module's class, its arguments): grelu caches the gates, grelu_recompute computes them every step
+MODES = {"relu": ("ReLUModule", {}), "grelu": ("GReLUModule", {"cache_gates": True}),
+         "grelu_recompute": ("GReLUModule", {"cache_gates": False})}
 
 
 @dataclass
@@ -103,13 +105,22 @@ def _autocast(device: torch.device, precision: str):
     return nullcontext()
 
 
-def _net_and_module(mode: str, d_in: int, d_out: int, width: int, depth: int, lr: float, inner_steps: int = 1):
-    from lightning_grelu.modules import GReLUModule, ReLUModule
+def _module_class(mode: str):
+    from lightning_grelu import modules
 
-    if mode == "relu":
-        return ReLUModule(d_in=d_in, d_out=d_out, width=width, depth=depth, lr=lr, inner_steps=inner_steps)
-    return GReLUModule(d_in=d_in, d_out=d_out, width=width, depth=depth, lr=lr, inner_steps=inner_steps,
-                       cache_gates=(mode == "grelu"))
+    name, kwargs = MODES[mode]
+    return getattr(modules, name), kwargs
+
+
+def _net_and_module(mode: str, d_in: int, d_out: int, width: int, depth: int, lr: float, inner_steps: int = 1):
+    cls, kwargs = _module_class(mode)
+    return cls(d_in=d_in, d_out=d_out, width=width, depth=depth, lr=lr, inner_steps=inner_steps, **kwargs)
+
+
+def spec_of_mode(mode: str, d_in: int, d_out: int, width: int, depth: int):
+    """The net's own description (FLOPs, whether it caches gates) for a bench mode."""
+    cls, kwargs = _module_class(mode)
+    return cls.describe({"width": width, "depth": depth, **kwargs}, d_in, d_out)
 
 
 def time_plain(mode, dm, width, depth, lr, precision, device, warmup, steps, repeats) -> tuple[list[float], float | None]:
@@ -121,7 +132,8 @@ def time_plain(mode, dm, width, depth, lr, precision, device, warmup, steps, rep
     net = module.net
     _reset_peak(device)
     x, y = dm.splits["train"].x.to(device), dm.splits["train"].y.to(device)
-    cache = GateCache.build(net, x) if mode == "grelu" else None
+    caches = spec_of_mode(mode, dm.d_in, dm.d_out, width, depth).gate_cache_bytes_per_sample > 0
+    cache = GateCache.build(net, x) if caches else None
     opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=lr)
     bs = dm.batch_size or x.shape[0]
     order = torch.arange(x.shape[0], device=device)
@@ -184,7 +196,6 @@ def time_suite(mode, dm, width, depth, lr, precision, device, warmup, steps, rep
 
 def run_case(case: str, modes, precision: str, device: torch.device, warmup: int, steps: int, repeats: int,
              lr: float = 1e-6, dims=None, inner_steps: int = 1) -> list[Result]:
-    from lightning_grelu.callbacks import model_flops_per_sample
     from lightning_grelu.data.synthetic import SyntheticDataModule
 
     width, depth, batch, d_in, d_out, per_epoch = dims or CASES[case]
@@ -205,7 +216,7 @@ def run_case(case: str, modes, precision: str, device: torch.device, warmup: int
         time_plain(mode, data(), width, depth, lr, precision, device, 2, 1, 1)
     results = []
     for mode in modes:
-        flops = model_flops_per_sample(d_in, d_out, width, depth) * batch
+        flops = spec_of_mode(mode, d_in, d_out, width, depth).flops_per_sample * batch
         suite_w, suite_peak = time_suite(mode, data(), width, depth, lr, precision, device, warmup, steps, repeats,
                                          inner)
         plain_w, plain_peak = time_plain(mode, data(), width, depth, lr, precision, device, warmup, steps, repeats)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from lightning_grelu import config_schema  # noqa: F401  (registers the model and data schemas in Hydra's ConfigStore)
+from lightning_grelu.conf_path import CONF_DIR, conf_dirs
 from lightning_grelu.errors import ConfigError
-
-CONF_DIR = Path(__file__).parent / "conf"
 
 
 def run_name_tag(overrides: str) -> str:
@@ -40,7 +40,19 @@ OmegaConf.register_new_resolver("grelu_fashion_mnist_dir", fashion_mnist_dir, re
 
 
 def group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    """The options of a group: the package's and those of the GRELU_CONF_PATH folders (see conf_path)."""
+    return sorted({p.stem for folder in conf_dirs() for p in (folder / group).glob("*.yaml")})
+
+
+def check_conf_path() -> None:
+    """A GRELU_CONF_PATH folder that is missing, or whose option shadows one of the package's: one line."""
+    for folder in conf_dirs()[1:]:
+        if not folder.is_dir():
+            raise ConfigError(f"GRELU_CONF_PATH names {folder}, which is not a directory; fix GRELU_CONF_PATH")
+        for p in folder.glob("*/*.yaml"):
+            if (CONF_DIR / p.parent.name / p.name).exists():
+                raise ConfigError(f"{p} has the name of the package's {p.parent.name}={p.stem}, which would hide it; "
+                                  "rename the file")
 
 
 def check_group_choice(group: str, choice: str) -> None:
@@ -62,8 +74,10 @@ PRECISIONS = ("64", "64-true", "double", "32", "32-true", "16", "16-mixed", "16-
               "bf16-true", "transformer-engine", "transformer-engine-float16")
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto", "mps")
 
-# grelu-train's schema: key -> (accepted?, what is accepted). A key absent from the config (another data set,
-# another model) is not checked; None is accepted only where the description says so.
+# What types cannot say: key -> (accepted?, what is accepted). The model and data keys' types are Hydra's
+# (config_schema's dataclasses: Hydra refuses model.width=abc while it composes, see composition_error); these
+# are their ranges and choices, and the root and trainer keys, which have no schema. A key absent from the
+# config (another data set, another model) is not checked; None is accepted only where the description says so.
 SCHEMA: dict[str, tuple] = {
     "model.width": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "model.depth": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
@@ -74,8 +88,6 @@ SCHEMA: dict[str, tuple] = {
     "model.inner_steps": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "model.ridge": (lambda v: _is_num(v) and v >= 0, "a finite number >= 0"),
     "model.exact_rtol": (lambda v: v is None or (_is_num(v) and v > 0), "a number > 0, or null"),
-    "model.train_io": (lambda v: isinstance(v, bool), "true or false"),
-    "model.cache_gates": (lambda v: isinstance(v, bool), "true or false"),
     "data.n": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "data.d": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "data.n_val": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
@@ -104,6 +116,29 @@ SCHEMA: dict[str, tuple] = {
 }
 
 
+# OmegaConf's words for a value its node type refuses -> ours
+_TYPE_WORDS = {"converted to Integer": "an integer", "converted to Float": "a number",
+               "not a valid bool": "true or false", "converted to String": "a string"}
+
+
+def composition_error(e: Exception) -> str:
+    """One line for a config that does not compose. A value Hydra's schema refuses (``model.width=abc``) is
+    told as the hand-written checks tell theirs: the key, what it must be, what it got."""
+    from omegaconf.errors import ValidationError
+
+    cause = e if isinstance(e, ValidationError) else e.__cause__
+    key = getattr(cause, "full_key", None)
+    if isinstance(cause, ValidationError) and key:
+        text = str(cause).splitlines()[0]
+        what = SCHEMA[key][1] if key in SCHEMA else next(
+            (w for t, w in _TYPE_WORDS.items() if t in text), None)
+        got = re.search(r"Value '(.*?)' (of type|is not)", text)
+        if what:
+            return f"{key} must be {what}, got {got.group(1) if got else '?'!r} (set {key}=...)"
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()][:2]
+    return ": ".join(lines).rstrip(".")
+
+
 def _get(cfg, key: str):
     node = cfg
     for part in key.split("."):
@@ -128,6 +163,9 @@ def check_schema(cfg: DictConfig) -> None:
 
 
 def validate(cfg: DictConfig) -> None:
+    """Every check a composed config gets, wherever it was composed (grelu-train, sweeps, reproductions, the
+    engine, grelu-eval, ``train(cfg)``); the types were Hydra's, while it composed."""
+    check_conf_path()
     check_schema(cfg)
     m, d, t = cfg.model, cfg.data, cfg.trainer
     max_epochs = t.get("max_epochs")

@@ -24,7 +24,8 @@ from lightning_grelu.callbacks.checkpoint_io import digests, epochs_done, sha256
 from lightning_grelu.config_check import validate
 from lightning_grelu.errors import ConfigError
 from lightning_grelu.memory import check_devices
-from lightning_grelu.train import _finite, _resolve_ckpt, build_data
+from lightning_grelu.summary import json_number
+from lightning_grelu.train import _resolve_ckpt, build_data
 
 EVAL_KEYS = ("ckpt_path", "splits", "out", "overwrite")
 
@@ -107,7 +108,7 @@ def evaluate(cfg: DictConfig, overrides: list[str]) -> tuple[dict, Path]:
         y = dm.split(split).y.to(device)
         record[f"n_{split}"] = int(x.shape[0])
         for k, v in model.evaluate(x, y, stage=split).items():
-            record[f"{split}/{k}"] = _finite(v)
+            record[f"{split}/{k}"] = json_number(v)
     record["wall_time_s"] = round(time.perf_counter() - t0, 3)
     record["overrides"] = [o for o in overrides if o.split("=", 1)[0] not in ("out", "overwrite")]
     record["config"] = OmegaConf.to_container(cfg, resolve=True)

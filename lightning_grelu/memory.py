@@ -1,18 +1,17 @@
 """Before anything is built: will this run fit? An estimate of the training device's memory from the
-config and the data's sizes, the memory that device has, and the check between them.
+net's own description (:class:`~lightning_grelu.nets.spec.NetSpec`, asked from the class ``model._target_``
+names) and the data's sizes, the memory that device has, and the check between them.
 
-Counted (bytes of the weights' dtype: 8 under 64-true, else 4; bf16-mixed keeps float32 weights):
-weights C, W_1..W_L, B; for GReLU the gate path Psi_1..Psi_L and its C_0 where it stays on the device
-(training on the host, augmented data or ``model.cache_gates=false``; otherwise it waits on the host once
-the gates are cached, and the device holds one streamed block of it at a time); gradients and optimizer
-state (momentum: one copy, Adam: two) of what trains; the bit-packed gate cache (n L m / 8 bytes);
-the training data; and activations of one batch (values, pre-activations and their gradients, about
-4 batch x m x (L + 1) numbers). With the data on the host (CPU training) the sum is host memory.
+Counted (bytes of the weights' dtype: 8 under 64-true, else 4; bf16-mixed keeps float32 weights): the net's
+parameters and buffers; a frozen gate path where it stays on the device (training on the host, augmented
+data or ``model.cache_gates=false``; otherwise it waits on the host once the gates are cached, and the
+device holds one streamed block of it at a time); gradients and optimizer state (momentum: one copy, Adam:
+two) of what trains; the bit-packed gate cache; the training data; and the activations of one batch (the
+spec's estimate per sample). With the data on the host (CPU training) the sum is host memory.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 
 from lightning_grelu.errors import ConfigError, MachineError
 from lightning_grelu.nets.mlp import STREAM_BYTES
+from lightning_grelu.nets.spec import NetSpec, spec_of
 
 HEADROOM = 0.95  # refuse above 95% of what the device has: allocators and the framework need the rest
 
@@ -46,22 +46,30 @@ def check_devices(trainer_cfg) -> torch.device:
     return device
 
 
-def estimate_bytes(model_cfg, n: int, d_in: int, d_out: int, batch: int | None, precision, grelu: bool,
-                   gate_path_on_device: bool = True) -> int:
-    m, depth = int(model_cfg.width), int(model_cfg.depth)
-    b = 8 if str(precision) in ("64", "64-true", "double") else 4
-    io = m * d_in + d_out * m
-    weights = io + depth * m * m
-    trained = depth * m * m + (io if model_cfg.get("train_io") else 0)
-    opt = model_cfg.get("optimizer", "sgd")
-    states = 2 if opt == "adam" else (1 if (model_cfg.get("momentum") or 0) > 0 else 0)
-    total = (weights + trained * (1 + states)) * b
-    if grelu:
-        gate_path = (depth * m * m + m * d_in) * b
-        total += (gate_path if gate_path_on_device else min(gate_path, STREAM_BYTES)) + n * depth * math.ceil(m / 8)
+def bytes_per_number(precision) -> int:
+    return 8 if str(precision) in ("64", "64-true", "double") else 4
+
+
+def estimate_parts(spec: NetSpec, n: int, d_in: int, d_out: int, batch: int | None, precision,
+                   gate_path_on_device: bool = True, gates_cached: bool = True) -> dict[str, int]:
+    """Bytes on the training device, part by part (their sum is the estimate)."""
+    b = bytes_per_number(precision)
+    gate_path = spec.gate_path * b
     rows = n if batch is None else min(batch, n)
-    total += n * (d_in + d_out) * b + 4 * rows * m * (depth + 1) * b
-    return int(total)
+    return {
+        "weights": (spec.params + spec.buffers) * b,
+        "gate_path": gate_path if gate_path_on_device or not gates_cached else min(gate_path, STREAM_BYTES),
+        "gradients": spec.trained * b,
+        "optimizer": spec.trained * spec.optimizer_states * b,
+        "gate_cache": n * spec.gate_cache_bytes_per_sample if gates_cached else 0,
+        "data": n * (d_in + d_out) * b,
+        "activations": rows * spec.activations_per_sample * b,
+    }
+
+
+def estimate_bytes(spec: NetSpec, n: int, d_in: int, d_out: int, batch: int | None, precision,
+                   gate_path_on_device: bool = True, gates_cached: bool = True) -> int:
+    return sum(estimate_parts(spec, n, d_in, d_out, batch, precision, gate_path_on_device, gates_cached).values())
 
 
 def available_bytes(device: torch.device) -> int | None:
@@ -90,13 +98,23 @@ def available_bytes(device: torch.device) -> int | None:
     return min(limits) if limits else None
 
 
-def check_memory(cfg, dm, device: torch.device) -> dict:
+def describe(cfg, dm) -> NetSpec:
+    """The spec of the net ``cfg.model`` builds on these data; a model class that cannot describe itself is
+    the config's fault (ConfigError)."""
+    try:
+        return spec_of(cfg.model, dm.d_in, dm.d_out)
+    except (ValueError, NotImplementedError) as e:
+        raise ConfigError(str(e)) from None
+
+
+def check_memory(cfg, dm, device: torch.device, spec: NetSpec | None = None) -> dict:
     """The estimate and what the device has; ConfigError (nothing written yet) when it cannot fit."""
-    grelu = "gate_init" in cfg.model  # the GReLU modules (and GReLU->ReLU) carry a gate path
+    spec = spec if spec is not None else describe(cfg, dm)
+    # gates are cached on fixed data only (augmented inputs change every epoch: recomputed per batch)
+    cached = spec.gate_cache_bytes_per_sample > 0 and not bool(dm.augmented)
     # the gate path leaves an accelerator once the gates are cached (GReLUModule.setup); on the host it is host memory
-    on_device = device.type == "cpu" or not cfg.model.get("cache_gates", True) or bool(dm.augmented)
-    need = estimate_bytes(cfg.model, len(dm.split("train")), dm.d_in, dm.d_out, dm.batch_size,
-                          cfg.trainer.get("precision"), grelu, gate_path_on_device=on_device)
+    need = estimate_bytes(spec, len(dm.split("train")), dm.d_in, dm.d_out, dm.batch_size, cfg.trainer.get("precision"),
+                          gate_path_on_device=device.type == "cpu", gates_cached=cached)
     have = available_bytes(device)
     info = {"memory/estimate_gib": need / 2**30, "memory/device": str(device)}
     if have is not None:

@@ -25,14 +25,13 @@ from omegaconf import DictConfig, OmegaConf
 from lightning_grelu.atomic import write_atomic
 from lightning_grelu.callbacks import Diverged, DivergenceGuard, RunRecord, TimeToTarget
 from lightning_grelu.callbacks.checkpoint_io import AtomicCheckpointIO, verify
-from lightning_grelu.callbacks.time_to_target import target_key
-from lightning_grelu.scan.verdict import verdict
 from lightning_grelu.config_check import validate
 from lightning_grelu.data.base import DataError
 from lightning_grelu.errors import ConfigError, MachineError
 from lightning_grelu.loggers import build_loggers, finish_wandb, publish_summary
-from lightning_grelu.memory import check_devices, check_memory
+from lightning_grelu.memory import check_devices, check_memory, describe
 from lightning_grelu.nets.mlp import init_on
+from lightning_grelu.summary import Attempt, Fit, summarize
 from lightning_grelu import run_dir as rundir
 from lightning_grelu.callbacks.stop_on_signal import StopOnSignal
 from lightning_grelu.signals import Interrupted
@@ -51,12 +50,6 @@ warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*
 warnings.filterwarnings("ignore", message=r".*recommended to use `self.log\('probe/.*sync_dist=True.*")
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
-
-
-def _finite(v):
-    if isinstance(v, float) and not math.isfinite(v):
-        return None  # JSON has no NaN; a diverged value is recorded as null beside status
-    return v
 
 
 def _without_name(node: DictConfig) -> dict:
@@ -189,7 +182,8 @@ def _train(cfg: DictConfig, callbacks: list | None, stopper: StopOnSignal, notes
     config = OmegaConf.to_container(cfg, resolve=True)
     if main_rank and rundir.decide(existing, config, ckpt_path, overwrite) == "done":
         return {**existing.summary, "note": "finished before; nothing to do"}  # a requeued job that had finished
-    memory = check_memory(cfg, dm, device)  # refuses a run that cannot fit, before the net is built
+    spec = describe(cfg, dm)  # the net's own description, from its class: nothing is built yet
+    memory = check_memory(cfg, dm, device, spec)  # refuses a run that cannot fit, before the net is built
     if rank_zero_only.rank == 0 and memory["memory/estimate_gib"] >= 1:
         have = memory.get("memory/available_gib")
         print(f"grelu-train: memory: about {memory['memory/estimate_gib']:.1f} GiB on {device}"
@@ -215,34 +209,38 @@ def _train(cfg: DictConfig, callbacks: list | None, stopper: StopOnSignal, notes
             if (overwrite and ckpt_path is None) or not (run_dir / name).exists():
                 (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
                 write_atomic(run_dir / name, text)
+    fit = Fit(cfg, dm, device, run_dir, stopper, spec, memory, list(callbacks or []), ckpt_path)
     try:
-        summary = _fit(cfg, callbacks, stopper, dm, model, device, memory, run_dir, ckpt_path, config)
-        return _retry_diverged(cfg, summary, callbacks, stopper, dm, device, memory, run_dir, ckpt_path)
+        return _retry_diverged(fit, _fit(fit, model, fit.ckpt_path))
     finally:
         if lock is not None:
             lock.release()
 
 
-def _retry_diverged(cfg, summary, callbacks, stopper, dm, device, memory, run_dir, ckpt_path) -> dict:
+def _retry_diverged(fit: Fit, summary: dict) -> dict:
     """Under ``model.lr_policy=ntk`` a diverged run is run again from its initialization at half the step,
     up to ``ntk_retries`` times (default 1): the step was chosen at init, and a kernel that moves as the net
     trains can make it too large. The record is the last attempt's; ``lr_retries`` says how many it took and
     ``lr_diverged`` the steps that diverged. A resumed run keeps the step its checkpoint holds."""
+    cfg = fit.cfg
     retries = int(cfg.get("ntk_retries", 0) or 0) if cfg.model.get("lr_policy") == "ntk" else 0
     diverged: list[float] = []
-    while summary["status"] == "diverged" and len(diverged) < retries and ckpt_path is None:
+    while summary["status"] == "diverged" and len(diverged) < retries and fit.ckpt_path is None:
         diverged.append(summary.get("lr"))
         cfg.model.lr_scale = float(cfg.model.lr_scale) / 2
         if rank_zero_only.rank == 0:
-            rundir.clear_records(run_dir, keep=("config.yaml", ".hydra", ".lock"))
-            write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        model = build_model(cfg, dm, device)  # the same initial weights (seeded generators)
-        summary = _fit(cfg, callbacks, stopper, dm, model, device, memory, run_dir, None,
-                       OmegaConf.to_container(cfg, resolve=True), {"lr_retries": len(diverged), "lr_diverged": diverged})
+            rundir.clear_records(fit.run_dir, keep=("config.yaml", ".hydra", ".lock"))
+            write_atomic(fit.run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        model = build_model(cfg, fit.dm, fit.device)  # the same initial weights (seeded generators)
+        summary = _fit(fit, model, None, {"lr_retries": len(diverged), "lr_diverged": diverged})
     return summary
 
 
-def _fit(cfg, callbacks, stopper, dm, model, device, memory, run_dir, ckpt_path, config, notes=None) -> dict:
+def _fit(fit: Fit, model, ckpt_path: str | None, notes: dict | None = None) -> dict:
+    """One attempt: ``trainer.fit`` from ``ckpt_path`` (or the net's initialization), then its summary,
+    written to ``summary.json`` whatever ended it."""
+    cfg, run_dir = fit.cfg, fit.run_dir
+    config = OmegaConf.to_container(cfg, resolve=True)
     loggers = build_loggers(cfg, run_dir, resuming=ckpt_path is not None)
     record = RunRecord(run_dir)
     target = TimeToTarget(cfg.eps, relative=cfg.get("eps_relative", False), stop=cfg.get("stop_at_eps", False),
@@ -251,122 +249,44 @@ def _fit(cfg, callbacks, stopper, dm, model, device, memory, run_dir, ckpt_path,
         extra = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     except Exception as e:
         raise ConfigError(f"callbacks: {e.__cause__ or e}") from None
-    extra += list(callbacks or [])
+    extra += fit.callbacks
     # `callbacks=none` means no checkpoints: without this Lightning adds its own per-epoch one
     checkpointing = any(isinstance(c, L.pytorch.callbacks.ModelCheckpoint) for c in extra)
     trainer = instantiate(cfg.trainer, logger=loggers or False,
-                          callbacks=[record, target, DivergenceGuard(), *extra, stopper],
+                          callbacks=[record, target, DivergenceGuard(), *extra, fit.stopper],
                           enable_checkpointing=checkpointing, default_root_dir=str(run_dir),
                           plugins=[AtomicCheckpointIO()])
     trainer._signal_connector.register_signal_handlers = lambda: None  # signals are StopOnSignal's (see signals.py)
     for lg in loggers:
         lg.log_hyperparams(config)
 
-    status, error = "completed", None
+    attempt = Attempt(trainer, model, record, target)
     t0 = time.perf_counter()
     try:
-        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
-        if stopper.interruption() is not None:
-            status, error = "interrupted", str(stopper.interruption())
+        trainer.fit(model, datamodule=fit.dm, ckpt_path=ckpt_path)
+        if fit.stopper.interruption() is not None:
+            attempt.status, attempt.error = "interrupted", str(fit.stopper.interruption())
     except Diverged as e:
-        status, error = "diverged", str(e)
+        attempt.status, attempt.error = "diverged", str(e)
     except Interrupted as e:
-        status, error = "interrupted", str(e)
+        attempt.status, attempt.error = "interrupted", str(e)
         raise
     except BaseException as e:
-        status, error = "failed", f"{type(e).__name__}: {e}"
+        attempt.status, attempt.error = "failed", f"{type(e).__name__}: {e}"
         raise
     finally:
-        stopper.phase = "after"
-        wall = time.perf_counter() - t0
+        fit.stopper.phase = "after"
+        attempt.wall = time.perf_counter() - t0
         record.flush(trainer)
-        if device.type == "cuda":  # what the run really took, beside the estimate it was admitted on
-            memory["memory/peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+        if fit.device.type == "cuda":  # what the run really took, beside the estimate it was admitted on
+            fit.memory["memory/peak_gib"] = torch.cuda.max_memory_allocated(fit.device) / 2**30
         if notes is None:
             notes = {"lr_retries": 0} if cfg.model.get("lr_policy") == "ntk" else {}
-        summary = {**summarize(cfg, trainer, model, dm, record, target, status, error, wall), **memory, **notes}
-        if status == "interrupted":
-            summary["signal"] = int(stopper.signum)
+        summary = {**summarize(fit, attempt), **fit.memory, **notes}
+        if attempt.status == "interrupted":
+            summary["signal"] = int(fit.stopper.signum)
         if rank_zero_only.rank == 0:
             write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n", fault="summary")
             publish_summary(loggers, summary)
-        finish_wandb(loggers, exit_code=0 if status == "completed" else 1)
+        finish_wandb(loggers, exit_code=0 if attempt.status == "completed" else 1)
     return summary
-
-
-def run_verdict(cfg, trainer, record: RunRecord, target: TimeToTarget, final_sse: float, status: str) -> dict:
-    """The run's verdict under its own budget and eps (see :mod:`lightning_grelu.scan.verdict`), from the SSE of
-    every epoch's first iterate and of the final one."""
-    if status not in ("completed", "diverged") or cfg.eps is None or target.target is None:
-        return {}
-    per_epoch = max(1, trainer.num_training_batches) * int(cfg.model.get("inner_steps", 1) or 1)
-    points = [(int(r["step"]) - per_epoch, float(r["train/sse"])) for r in record.rows
-              if r.get("train/sse") is not None and r.get("step") is not None]
-    if status == "completed" and math.isfinite(final_sse):
-        points.append((trainer.global_step, final_sse))
-    elif status == "diverged":
-        points.append((trainer.global_step, math.inf))
-    points = sorted(dict(points).items())
-    budget = int(cfg.trainer.max_epochs) * per_epoch
-    v = verdict([p[0] for p in points], [p[1] for p in points], target.target, budget)
-    if target.step is not None:  # exact (every iterate was checked), where the record keeps every K-th
-        v = {"verdict": "converged", "steps_to": target.step}
-    out = {"verdict": v["verdict"], "budget_steps": budget}
-    for k in ("late_rate", "extrapolated", "diverged_at"):
-        if k in v:
-            out[f"verdict/{k}"] = v[k]
-    return out
-
-
-def summarize(cfg, trainer, model, dm, record: RunRecord, target: TimeToTarget, status: str, error,
-              wall: float) -> dict:
-    """The run's headline numbers. ``train/sse`` and ``train/mse`` are evaluated once more on the
-    whole training set with the final weights (the per-epoch values in metrics.csv are running sums)."""
-    final = {"sse": float("nan"), "mse": float("nan")}
-    evaluated = {}
-    if status == "completed":
-        final = model.evaluate(dm.train_inputs(), dm.split("train").y, stage="train")
-        target.final(trainer, model, final["sse"])
-        for split in ("val", "test"):  # final weights on the held-out splits that exist
-            if split in dm.splits:
-                for k, v in model.evaluate(dm.inputs(split), dm.split(split).y, stage=split).items():
-                    evaluated[f"{split}/{k}"] = v
-    summary = {
-        "status": status,
-        "error": error,
-        "model": cfg.model.get("name"),
-        "data": cfg.data.get("name"),
-        "seed": cfg.seed,
-        "width": cfg.model.width,
-        "depth": cfg.model.depth,
-        "lr": cfg.model.lr,
-        "n_train": len(dm.split("train")),
-        "train/sse": final["sse"],
-        "train/mse": final["mse"],
-        "initial/train_sse": record.initial_sse,
-        "steps": trainer.global_step,
-        "epochs": trainer.current_epoch,
-        "wall_time_s": round(record.wall_before + wall, 3),  # the run's, over its attempts
-        "attempts": record.attempts,
-        "eps": cfg.eps,
-        "eps_relative": bool(cfg.get("eps_relative", False)),
-        "steps_to_eps": target.step,
-        "epochs_to_eps": target.epoch,
-        "seconds_to_eps": target.seconds,
-        "loss_definition": "sse = 1/2 sum_i ||f(x_i)-y_i||^2 ; mse = 1/n sum_i ||f(x_i)-y_i||^2",
-        "run_dir": str(Path(cfg.paths.run_dir).resolve()),
-    }
-    for t in target.targets:  # the first step reaching each target (null: not within the run)
-        summary[target_key(t)] = target.reached.get(target_key(t))
-    summary.update(run_verdict(cfg, trainer, record, target, final["sse"], status))
-    if status != "completed":  # no final evaluation: the last epoch's train SSE is what the run got to
-        summary["train/sse_last_epoch"] = record.latest.get("train/sse")
-    if "acc" in final:
-        summary["train/acc"] = final["acc"]
-    summary.update(evaluated)
-    for k, v in record.latest.items():  # the probes' last values (kept across a resume)
-        if k.startswith("probe/") and v is not None:
-            summary[k] = v
-    summary.update(getattr(model, "lr_info", {}) or {})  # the lr the step-size policy chose (and why)
-    summary.update(getattr(model, "switch_report", {}) or {})
-    return {k: _finite(v) for k, v in summary.items()}

@@ -130,3 +130,19 @@ def test_float32_resolves_the_smallest_target_as_float64_does(tmp_path):
         got[precision] = runner.summary_of(p, runner.run([p])[0], [3000])["steps_to/1e-08"]
     assert got["64-true"] is not None and got["32-true"] is not None
     assert abs(got["32-true"] - got["64-true"]) <= 0.02 * got["64-true"]
+
+
+def test_the_engine_reports_the_model_flops_torch_counts_in_a_real_step_of_each_net():
+    """Each net's model FLOPs (``Outcome.flops``, the scan records' ``model_flops``): its GD steps times what
+    FlopCounterMode counts in one real autograd step of that net (the engine's own kernels skip the frozen C)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    nets = [problem("relu", 7, 12), problem("grelu", 9, 16, seed=1)]
+    outcomes = train_together([p for _, p in nets], 4)
+    for (net, p), out in zip(nets, outcomes):
+        opt = torch.optim.SGD([w for w in net.parameters() if w.requires_grad], lr=p.lr)
+        with FlopCounterMode(display=False) as counter:
+            pred = net(p.x, p.gates) if p.gates is not None else net(p.x)
+            (0.5 * ((pred - p.y) ** 2).sum()).backward()
+            opt.step()
+        assert out.steps == 4 and out.flops == 4 * counter.get_total_flops()

@@ -22,8 +22,11 @@ def test_paper_sized_presets_hold_the_paper_settings(tmp_path):
     assert (f2b.data.name, f2b.model.width, f2b.model.depth, f2b.model.lr) == ("sgemm", 4096, 10, 1e-4)
     assert "grad_diff" in f2b.callbacks and "activation_patterns" in f2b.callbacks
     f3 = compose_cfg(tmp_path / "b", "experiment=fig3_cifar10")
-    assert (f3.model.name, f3.model.switch_epoch, f3.trainer.max_epochs) == ("grelu_to_relu", 40, 80)
+    switch = f3.model.switch_epoch if f3.model.switch_epoch is not None else f3.trainer.max_epochs // 2  # null: half
+    assert (f3.model.name, switch, f3.trainer.max_epochs) == ("grelu_to_relu", 40, 80)
     assert f3.data.augment and f3.data.test_every_epoch
+    twin = compose_cfg(tmp_path / "b", "experiment=fig3_cifar10", "model=relu")  # the ReLU baseline, as fig3 runs it
+    assert twin.model.name == "relu" and "switch_epoch" not in twin.model and twin.model.width == 10000
     theory = compose_cfg(tmp_path / "c", "experiment=ackley_theory_width")
     assert theory.model.width == theory.data.n ** 2 * theory.model.depth == 40000
 

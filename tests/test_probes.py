@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import TINY, compose_cfg
+from measure import StepFlops
 from lightning_grelu.data import AckleyDataModule
 from lightning_grelu.nets import GReLUMLP, ReLUMLP
 from lightning_grelu.train import train
@@ -109,16 +110,30 @@ def test_probes_off_add_no_forward_passes(tmp_path, monkeypatch):
     assert calls["trace"] == 12 + 1 and calls["forward"] == 12 + 2
 
 
-def test_throughput_counts_samples_and_model_flops(tmp_path):
-    from lightning_grelu.callbacks import model_flops_per_sample
-    s = train(compose_cfg(tmp_path / "run", *TINY, "callbacks=[probes]", "trainer.max_epochs=5"))
-    r = rows(tmp_path / "run")[-1]
-    per_sample = model_flops_per_sample(10, 1, 200, 2)
-    assert per_sample == 2 * 10 * 200 + 2 * 200 + 2 * 200 + 2 * 2 * 200 * 200 * 3 - 2 * 200 * 200
-    sps = float(r["probe/samples_per_s"])
-    assert sps == pytest.approx(10 / float(r["probe/epoch_seconds"]), rel=1e-4)
-    assert float(r["probe/model_tflops"]) == pytest.approx(sps * per_sample / 1e12, rel=1e-4)
-    assert s["probe/samples_per_s"] > 0
+@pytest.mark.parametrize("args,gates", [
+    (["model=relu"], False),
+    (["model=grelu"], False),  # cached gates: the step computes none
+    (["model=grelu", "model.cache_gates=false"], True),  # recomputed gates: the step computes them too
+    (["model=grelu", "model.train_io=true", "data.batch_size=4"], False),  # C and B train: their gradients
+    (["model=grelu_to_relu", "trainer.max_epochs=2"], False),
+    (["model=relu", "model.inner_steps=3"], False),  # three GD steps on the batch per Lightning step
+])
+def test_throughput_counts_samples_and_model_flops(tmp_path, args, gates):
+    """The net's FLOPs per sample against torch's own count of one real training step, and the probe's model
+    TFLOP/s against samples per second times that count."""
+    from lightning_grelu.nets.spec import spec_of
+
+    step = StepFlops()
+    cfg = compose_cfg(tmp_path / "run", *TINY, "callbacks=[probes]", "trainer.max_epochs=3", *args)
+    s = train(cfg, callbacks=[step])
+    assert s["status"] == "completed"
+    spec, k = spec_of(cfg.model, 10, 1), cfg.model.inner_steps
+    model_flops = step.counted - (k * spec.gate_flops_per_sample * step.batch if gates else 0)
+    assert model_flops == k * spec.flops_per_sample * step.batch and s["net/flops_per_sample"] == spec.flops_per_sample
+    for r in rows(tmp_path / "run"):
+        sps = float(r["probe/samples_per_s"])
+        assert sps == pytest.approx(k * 10 / float(r["probe/epoch_seconds"]), rel=1e-4)  # 10 samples a GD step
+        assert float(r["probe/model_tflops"]) == pytest.approx(sps * model_flops / (k * step.batch) / 1e12, rel=1e-4)
 
 
 def test_switch_report_and_probes_follow_the_relu_net(tmp_path):

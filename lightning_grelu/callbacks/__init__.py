@@ -6,10 +6,10 @@ from lightning_grelu.callbacks.grad_diff import GradientTemporalDifference
 from lightning_grelu.callbacks.ntk_probe import NTKProbe
 from lightning_grelu.callbacks.progress import ProgressLine
 from lightning_grelu.callbacks.run_record import RunRecord
-from lightning_grelu.callbacks.throughput import Throughput, model_flops_per_sample
+from lightning_grelu.callbacks.throughput import Throughput
 from lightning_grelu.callbacks.stop_on_signal import StopOnSignal
 from lightning_grelu.callbacks.time_to_target import TimeToTarget
 
 __all__ = ["RunRecord", "DivergenceGuard", "Diverged", "TimeToTarget", "GradientTemporalDifference",
-           "ActivationPatterns", "Throughput", "model_flops_per_sample", "NTKProbe",
+           "ActivationPatterns", "Throughput", "NTKProbe",
            "StopOnSignal", "ProgressLine"]

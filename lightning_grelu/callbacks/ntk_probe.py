@@ -21,6 +21,7 @@ import lightning as L
 import torch
 
 from lightning_grelu.nets import ntk
+from lightning_grelu.nets.spec import param_dtype
 
 
 def predicted_steps(eta: float, lam_min: float, lam_max: float, sse0: float, eps: float) -> float | None:
@@ -43,7 +44,7 @@ class NTKProbe(L.Callback):
         self.last: dict[str, float] = {}
 
     def _gram_inputs(self, trainer, module):
-        x = trainer.datamodule.train_inputs().to(module.net.C.dtype)
+        x = trainer.datamodule.train_inputs().to(param_dtype(module.net))
         index = torch.arange(x.shape[0], device=x.device)
         forward, gates = module.ntk_spec(index)
         return x, forward, gates

@@ -21,7 +21,7 @@ import hydra
 from omegaconf import DictConfig
 
 from lightning_grelu.commands import override, override_value, shell_line
-from lightning_grelu.config_check import CONF_DIR, check_group_choice
+from lightning_grelu.config_check import CONF_DIR, check_conf_path, check_group_choice
 from lightning_grelu.errors import EXIT_CONFIG, EXIT_DIVERGED, EXIT_FAILED, ConfigError
 
 GROUPS = ("model", "data", "trainer", "logger", "experiment", "callbacks")
@@ -276,15 +276,15 @@ def check_overrides(argv: list[str]) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from lightning_grelu.config_check import validate
+    from lightning_grelu.config_check import composition_error, validate
 
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose("train", overrides=[a for a in argv if not a.lstrip("+~").startswith("hydra.")])
     except (HydraException, OmegaConfBaseException) as e:
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()][:2]
-        _fail(": ".join(lines).rstrip(".") + " (check the key and value; `grelu-train --cfg job` prints every key)",
-              EXIT_CONFIG)
+        line = composition_error(e)
+        _fail(line if " must be " in line else line + " (check the key and value; `grelu-train --cfg job` prints "
+              "every key)", EXIT_CONFIG)
     try:  # the values, before Hydra makes a run directory and before torch and Lightning are imported
         validate(cfg)
         if str(cfg.trainer.get("accelerator")) in ("gpu", "cuda"):  # a GPU preset: torch alone tells
@@ -314,6 +314,10 @@ def main() -> None:
     EXPLICIT_RUN_DIR = any(a.startswith("paths.run_dir=") for a in sys.argv[1:])
     sys.argv = [sys.argv[0], *explicit_run_dir(sys.argv[1:])]
     EXISTED = check_output_root(sys.argv[1:])
+    try:
+        check_conf_path()  # GRELU_CONF_PATH: its folders exist and hide none of the package's options
+    except ConfigError as e:
+        _fail(str(e), EXIT_CONFIG)
     # Check group choices before Hydra so that a typo gets one line, not Hydra's multi-line report.
     for arg in sys.argv[1:]:
         key, sep, value = arg.lstrip("+~").partition("=")

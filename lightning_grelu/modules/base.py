@@ -9,6 +9,8 @@ N devices equals one step on one device.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import lightning as L
 import torch
 import torch.distributed as dist
@@ -16,6 +18,7 @@ import torch.distributed as dist
 from lightning_grelu import faults
 from lightning_grelu.modules import step_size
 from lightning_grelu.nets import ntk
+from lightning_grelu.nets.spec import NetSpec, param_dtype
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -48,6 +51,19 @@ class RegressionModule(L.LightningModule):
 
     num_classes: int | None = None
 
+    @classmethod
+    def describe(cls, hp, d_in: int, d_out: int) -> NetSpec:
+        """What a run of this module needs, before anything is built (``hp``: the model config or
+        hparams): the net's :class:`NetSpec` with the optimizer's state per trained number."""
+        opt = hp.get("optimizer", "sgd")
+        states = 2 if opt == "adam" else (1 if (hp.get("momentum") or 0) > 0 else 0)
+        return replace(cls.describe_net(hp, d_in, d_out), optimizer_states=states)
+
+    @classmethod
+    def describe_net(cls, hp, d_in: int, d_out: int) -> NetSpec:
+        """The spec of the net :meth:`build_net` builds (each module answers for its own net)."""
+        raise NotImplementedError(f"{cls.__name__} does not describe its net (define describe_net)")
+
     def setup(self, stage: str) -> None:
         self.num_classes = getattr(self.trainer.datamodule, "num_classes", None)
 
@@ -63,7 +79,7 @@ class RegressionModule(L.LightningModule):
 
     def trace(self, x: torch.Tensor):
         """Per trained layer (pre-activation, activation pattern) of the net as it now computes."""
-        return self.net.trace(x.to(self.net.C.dtype))
+        return self.net.trace(x.to(param_dtype(self.net)))
 
     @staticmethod
     def residual(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -125,7 +141,7 @@ class RegressionModule(L.LightningModule):
         Under DDP each rank takes its share of those rows and the products are all-reduced. Returns
         :func:`ntk.extreme_eigenvalues`'s dict: the value, its relative residual, the products it took."""
         dm, world, rank = self.trainer.datamodule, self.trainer.world_size, self.trainer.global_rank
-        x = dm.train_inputs().to(self.net.C.dtype)
+        x = dm.train_inputs().to(param_dtype(self.net))
         rows = x.shape[0] if dm.batch_size is None else min(dm.batch_size, x.shape[0])
         index = torch.arange(rows, device=x.device)[rank::world]
         forward, gates = self.ntk_spec(index)
@@ -176,7 +192,7 @@ class RegressionModule(L.LightningModule):
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, stage: str = "train", batch_size: int = 8192) -> dict:
         """SSE, MSE (and accuracy for one-hot targets) of the current weights on a whole split, in
         full precision, no logging. ``stage`` matters: only training rows may use cached gates."""
-        x = x.to(self.net.C.dtype)  # e.g. 64-true precision: the net is float64, the data float32
+        x = x.to(param_dtype(self.net))  # e.g. 64-true precision: the net is float64, the data float32
         sq = torch.zeros((), dtype=torch.float64, device=x.device)
         hits = torch.zeros((), dtype=torch.float64, device=x.device)
         for s in range(0, x.shape[0], batch_size):

@@ -16,6 +16,7 @@ import torch
 
 from lightning_grelu.modules.base import RegressionModule
 from lightning_grelu.nets import GateCache, GReLUMLP, ReLUMLP
+from lightning_grelu.nets.spec import param_dtype
 
 
 class GReLUModule(RegressionModule):
@@ -31,6 +32,11 @@ class GReLUModule(RegressionModule):
         self.cache_gates = cache_gates
         self.gate_cache: GateCache | None = None
         self._last_index, self._last_masks = None, None
+
+    @classmethod
+    def describe_net(cls, hp, d_in, d_out):
+        return GReLUMLP.describe(d_in, d_out, hp["width"], hp["depth"], train_io=bool(hp.get("train_io", False)),
+                                 cache_gates=bool(hp.get("cache_gates", True)))
 
     def build_net(self):
         hp = self.hparams
@@ -74,7 +80,7 @@ class GReLUModule(RegressionModule):
 def mask_dtype(net, x: torch.Tensor) -> torch.dtype:
     """The dtype the net's values will have: autocast's where it is on (bf16-mixed), else the weights'."""
     kind = x.device.type
-    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else net.C.dtype
+    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else param_dtype(net)
 
 
 def load_relu_net(path: str) -> ReLUMLP:

@@ -12,6 +12,7 @@ continues correctly. Optimizer state (momentum) is reset at the switch: it belon
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 import torch
 
@@ -20,6 +21,7 @@ from lightning_grelu.modules.base import RegressionModule, all_reduce
 from lightning_grelu.modules.grelu import GReLUModule
 from lightning_grelu.nets import ReLUMLP, grelu_to_relu
 from lightning_grelu.nets.grelu_to_relu import TARGETS
+from lightning_grelu.nets.spec import param_dtype
 
 # rel_jump's denominator never falls below this fraction of the zero predictor's SSE (1/2 ||Y||^2):
 # after a converged run the SSE is float noise, and a jump relative to noise would read as alarming.
@@ -41,6 +43,10 @@ class GReLUToReLUModule(GReLUModule):
         self.ridge, self.conversion_target, self.exact_rtol = ridge, conversion_target, exact_rtol
         self.register_buffer("switched", torch.tensor(False))
         self.switch_report: dict = {}
+
+    @classmethod
+    def describe_net(cls, hp, d_in, d_out):
+        return replace(super().describe_net(hp, d_in, d_out), converts_to="relu")
 
     def on_fit_start(self):
         if self.switch_epoch is None:
@@ -66,7 +72,7 @@ class GReLUToReLUModule(GReLUModule):
 
     def trace(self, x):
         if bool(self.switched):  # after the switch the probes see the ReLU net and its moving patterns
-            return ReLUMLP.trace(self.net, x.to(self.net.C.dtype))
+            return ReLUMLP.trace(self.net, x.to(param_dtype(self.net)))
         return super().trace(x)
 
     def on_train_epoch_start(self):
@@ -76,7 +82,7 @@ class GReLUToReLUModule(GReLUModule):
     @torch.no_grad()
     def switch_to_relu(self) -> None:
         dm = self.trainer.datamodule
-        x, y = dm.train_inputs().to(self.net.C.dtype), dm.split("train").y
+        x, y = dm.train_inputs().to(param_dtype(self.net)), dm.split("train").y
         before = self.evaluate(x, y)
         n, world = x.shape[0], self.trainer.world_size
         opts = dict(ridge=self.ridge, target=self.conversion_target, rtol=self.exact_rtol)

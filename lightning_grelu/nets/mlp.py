@@ -29,9 +29,12 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import replace
 
 import torch
 from torch import nn
+
+from lightning_grelu.nets.spec import NetSpec
 
 _INIT_DEVICE: ContextVar[torch.device | None] = ContextVar("init_device", default=None)
 
@@ -101,6 +104,19 @@ class ReLUMLP(nn.Module):
         self.W = nn.ParameterList(nn.Parameter(_gaussian(gen, width, width, 2.0 / width)) for _ in range(depth))
         self.B = nn.Parameter(_gaussian(gen, d_out, width, 2.0 / d_out), requires_grad=train_io)
 
+    @classmethod
+    def describe(cls, d_in: int, d_out: int, width: int, depth: int, train_io: bool = False) -> NetSpec:
+        """Sizes and model FLOPs without drawing a weight. A training step's matmuls: forward through C,
+        W_1..W_L and B; the data gradient through B and W_L..W_2 (below W_1 only when C trains, the input
+        never needs one); the weight gradients of what trains."""
+        m, L, io = width, depth, width * d_in + d_out * width
+        flops = 2 * d_in * m + 2 * L * m * m + 2 * m * d_out  # forward
+        flops += 2 * m * d_out + 2 * (L - 1) * m * m + 2 * L * m * m  # data gradients, weight gradients of W
+        if train_io:
+            flops += 2 * m * m + 2 * d_in * m + 2 * m * d_out  # data gradient below W_1, weight gradients of C and B
+        return NetSpec(params=io + L * m * m, trained=L * m * m + (io if train_io else 0), flops_per_sample=flops,
+                       activations_per_sample=4 * m * (L + 1), layout="mlp")
+
     def hidden(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Post-activation values [h_0, ..., h_L] (what each layer hands to the next)."""
         h = torch.relu(x @ self.C.T)
@@ -148,6 +164,17 @@ class GReLUMLP(ReLUMLP):
             psi[k].copy_(self.W[k].detach() if gate_init == "copy" else _gaussian(gen, width, width, 2.0 / width))
         self.register_buffer("psi", psi)
         self.register_buffer("gate_C", self.C.detach().clone())  # the gate path's own, frozen C
+
+    @classmethod
+    def describe(cls, d_in: int, d_out: int, width: int, depth: int, train_io: bool = False,
+                 cache_gates: bool = True) -> NetSpec:
+        """The ReLU net's numbers, plus the frozen gate path (C_0, Psi_1..Psi_L) and, with ``cache_gates``, one
+        bit per unit and layer per training sample (bytes: L ceil(m / 8), as :class:`GateCache` packs them)."""
+        base = ReLUMLP.describe(d_in, d_out, width, depth, train_io)
+        m, L = width, depth
+        return replace(base, gate_path=L * m * m + m * d_in, gated=True,
+                       gate_cache_bytes_per_sample=L * math.ceil(m / 8) if cache_gates else 0,
+                       gate_flops_per_sample=2 * d_in * m + 2 * L * m * m)
 
     @property
     def gate_path_offloaded(self) -> bool:

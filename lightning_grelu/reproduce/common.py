@@ -14,8 +14,15 @@ def runs_in(work: Path) -> list[Run]:
     return find_runs(work) if any(work.glob("*/summary.json")) else []
 
 
-def color(model: str | None) -> str:
-    return BLUE if model and model.startswith("grelu") else RED
+def color(run) -> str:
+    """A run's colour: blue for a gated net (a fixed gate path: GReLU, GReLU->ReLU), red otherwise. The run
+    record's ``net/gated`` (the net's own description) says which; records written before it existed, and
+    plain model names, fall back to the name (``grelu...``)."""
+    gated = run.get("net/gated") if hasattr(run, "get") else None
+    if gated is None:
+        model = run.get("model") if hasattr(run, "get") else run
+        gated = bool(model) and str(model).startswith("grelu")
+    return BLUE if gated else RED
 
 
 def at_epoch(run: Run, column: str, epoch: int):

@@ -170,7 +170,8 @@ def plot(path: Path, runs, rows: list[dict], profile: str) -> None:
             if eps:
                 ax.axhline(eps, color="black", ls=":", lw=1, label=f"eps = {eps:g}")
             ax.set_yscale("log")
-            ax.set_title(f"{model}, {policy} lr", fontsize=10, color=color(model))
+            ax.set_title(f"{model}, {policy} lr", fontsize=10,
+                         color=color(next((m for m in runs if m.get("model") == model), model)))
             ax.set_xlabel("GD step")
             if j == 0:
                 ax.set_ylabel("train SSE")

@@ -64,7 +64,7 @@ gradient differences of the ReLU network increase monotonically along the traini
                          f"{self.column} last epoch": last, "last / first": (last / first) if first else None,
                          "mean": sum(ys) / len(ys) if ys else None, "final train/sse": r.get("train/sse")})
         tables.write_csv(rows, out / f"{self.name}.csv")
-        series = [(str(r.get("model")), *r.curve(self.column), {"color": color(r.get("model")), "lw": 1.2}) for r in runs]
+        series = [(str(r.get("model")), *r.curve(self.column), {"color": color(r), "lw": 1.2}) for r in runs]
         plots.curves(out / f"{self.name}.png", series, f"{self.name} ({ctx.profile})", self.column + " (epoch mean)")
         return (f"`{self.column}`: the epoch's mean (see the README's probe table).\n\n" + tables.markdown(rows)
                 + f"\n![{self.name}]({self.name}.png)\n")

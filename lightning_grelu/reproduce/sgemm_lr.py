@@ -126,7 +126,7 @@ monotonically, and reach smaller values with larger learning rates." (Curves onl
         rows = [_row(r) for r in runs]
         tables.write_csv(rows, out / "fig5.csv")
         series = [(f"{r.get('model')} lr {r.get('lr'):g}", *r.curve("train/sse"),
-                   {"color": color(r.get("model")), "ls": "-" if r.get("lr") == HIGH_LRS[-1] else "--", "lw": 1.2})
+                   {"color": color(r), "ls": "-" if r.get("lr") == HIGH_LRS[-1] else "--", "lw": 1.2})
                   for r in runs]
         plots.curves(out / "fig5.png", series, f"Fig. 5 ({ctx.profile})", "train SSE")
         return ("`monotone fraction`: share of epochs whose loss fell; `largest rise`: largest epoch-to-epoch "

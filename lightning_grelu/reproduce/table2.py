@@ -101,7 +101,7 @@ report both our sse and mse, measured on the whole training set with the final w
         for r in sorted(runs, key=lambda r: (r.get("model"), r.get("depth"))):
             xs, ys = r.curve("train/sse")
             series.append((f"{r.get('model')} d{r.get('depth')} w{r.get('width')}", xs, ys,
-                           {"color": color(r.get("model")), "lw": 1, "ls": dash[r.get("depth")]}))
+                           {"color": color(r), "lw": 1, "ls": dash[r.get("depth")]}))
         plots.curves(out / f"{self.name}.png", series, f"{self.name} ({ctx.profile}): train loss per epoch (Fig. 3a)",
                      "train SSE summed over the epoch's batches")
         n = runs[0].get("n_train") if runs else "?"

@@ -8,7 +8,8 @@ A net of the suite (ReLU or GReLU, frozen C and B, SGD without momentum) compute
 where M_k = 1[p_k > 0] for ReLU and the fixed gates D_k for GReLU. In both cases d h_k / d p_k = M_k
 (relu's derivative is its own mask), so one forward and one backward serve both kinds, and ReLU and
 GReLU twins share a batch. The gradient is written out (no autograd): per layer one product forward
-and two backward, 6 n L m^2 flops per GD step, which is what a dense implementation must spend.
+and two backward. Model FLOPs are the net's own count (``ReLUMLP.describe``, as every run record has them);
+the engine itself skips the forward through the frozen C (relu(C x) is computed once), 2 n d_in m of them.
 
 Nets of one depth, input and output size form a batch; their sample counts n and widths m may differ:
 each is zero-padded to the batch's largest. Padding is exact: a padded sample has x = 0, hence h_0 = 0,
@@ -27,6 +28,8 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+
+from lightning_grelu.nets.mlp import ReLUMLP
 
 
 @dataclass
@@ -59,13 +62,13 @@ class Outcome:
     stopped: str  # "target" (reached stop_below), "diverged", or "budget"
     W: list[torch.Tensor] | None = None  # final weights (keep_weights=True), on the host
     seconds: float = 0.0  # wall time of the batch this net was in (shared)
-    flops: float = 0.0  # model flops this net's steps took (6 n L m^2 per step, unpadded)
+    flops: float = 0.0  # model flops this net's steps took (the net's own count per step, unpadded)
     extra: dict = field(default_factory=dict)
 
 
-def step_flops(n: int, depth: int, width: int) -> float:
-    """Model flops of one GD step of a net (forward + two backward products per layer)."""
-    return 6.0 * n * depth * width * width
+def step_flops(n: int, depth: int, width: int, d_in: int, d_out: int) -> float:
+    """Model flops of one full-batch GD step of a net, as the net counts them (:meth:`ReLUMLP.describe`)."""
+    return float(n * ReLUMLP.describe(d_in, d_out, width, depth).flops_per_sample)
 
 
 def train_together(nets: list[Net], steps: int, *, device: str | torch.device = "cpu",
@@ -113,7 +116,7 @@ def train_together(nets: list[Net], steps: int, *, device: str | torch.device = 
         stopped = "diverged" if bool(diverged[i]) else ("target" if int(stop_at[i]) >= 0 else "budget")
         out.append(Outcome(sse=host[i, :taken + 1].tolist(), steps=taken, stopped=stopped,
                            W=finals[i] if finals is not None else None, seconds=seconds,
-                           flops=taken * step_flops(net.n, depth, net.width)))
+                           flops=taken * step_flops(net.n, depth, net.width, net.x.shape[1], net.y.shape[1])))
     return out
 
 

@@ -29,6 +29,7 @@ from lightning_grelu.callbacks.time_to_target import target_key
 from lightning_grelu.modules import step_size
 from lightning_grelu.nets import ntk
 from lightning_grelu.nets.mlp import GReLUMLP, ReLUMLP
+from lightning_grelu.nets.spec import spec_of
 from lightning_grelu.scan import verdict as verdicts
 from lightning_grelu.scan.batched import Net, Outcome, train_together
 
@@ -40,8 +41,9 @@ LOSS = "sse = 1/2 sum_i ||f(x_i)-y_i||^2 ; mse = 1/n sum_i ||f(x_i)-y_i||^2"
 def batchable(cfg: DictConfig) -> str | None:
     """None when the trial is plain full-batch GD that :func:`train_together` computes exactly; else why not."""
     m, d, t = cfg.model, cfg.data, cfg.trainer
+    spec = spec_of(m, 1, 1)  # the net's kind does not depend on the data's sizes
     checks = [
-        (m.get("name") in ("relu", "grelu"), f"model={m.get('name')}"),
+        (spec.layout == "mlp" and spec.converts_to is None, f"model={m.get('name')}"),
         (m.get("optimizer", "sgd") == "sgd" and not m.get("momentum") and not m.get("weight_decay"),
          "an optimizer other than plain SGD"),
         (not m.get("train_io", False), "model.train_io=true"),
@@ -117,14 +119,15 @@ def prepare(cfg: DictConfig, run_dir: Path, data: DataCache, width: int | None =
     m = cfg.model
     d_in, d_out = x.shape[1], y.shape[1]
     width = int(width if width is not None else m.width)
-    if m.name == "grelu":
+    gated = spec_of(m, d_in, d_out).gated
+    if gated:
         net = GReLUMLP(d_in, d_out, width, int(m.depth), seed=m.init_seed, gate_init=m.get("gate_init", "independent"))
     else:
         net = ReLUMLP(d_in, d_out, width, int(m.depth), seed=m.init_seed)
     net = net.to(dtype)
     x, y = x.to(dtype), y.to(dtype)
     with torch.no_grad():
-        gates = net.gates(x) if m.name == "grelu" else None
+        gates = net.gates(x) if gated else None
         r0 = ((net(x, gates) if gates is not None else net(x)) - y).double()
     W = [w.detach() for w in net.W]
     H = ntk.mlp_gram(x, net.C.detach(), W, net.B.detach(), gates)
