@@ -148,4 +148,5 @@ def test_atlas_throughput_benchmark_records_the_protocol_sizes_and_ceiling(tmp_p
     assert proto["speedup_batched_vs_one_at_a_time"] == pytest.approx(alone["total_s"] / batched["total_s"], rel=0.02)
     sizes = recs[2:]
     assert {(r["m"], r["nets"]) for r in sizes} == {(m, k) for m in (16, 64, 128, 256) for k in (1, 8, 32)}
-    assert all(r["fraction_of_ceiling"] == pytest.approx(r["gflops"] / ceiling, abs=1e-3) for r in sizes)
+    # (the record rounds the ceiling to 0.1 GFLOP/s and the fraction to 3 digits)
+    assert all(r["fraction_of_ceiling"] == pytest.approx(r["gflops"] / ceiling, rel=0.02, abs=2e-3) for r in sizes)
