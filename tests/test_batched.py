@@ -146,3 +146,17 @@ def test_the_engine_reports_the_model_flops_torch_counts_in_a_real_step_of_each_
             (0.5 * ((pred - p.y) ** 2).sum()).backward()
             opt.step()
         assert out.steps == 4 and out.flops == 4 * counter.get_total_flops()
+
+
+def test_a_claim_takes_one_batch_and_leaves_the_rest_to_other_workers():
+    """The engine claims what one batch can hold (runner.first_batch): nets padded to at most 4x their own flops,
+    at most max_nets, within the byte cap; the wider rest waits for another worker."""
+    from lightning_grelu.scan.runner import first_batch
+
+    widths = [200, 200, 400, 577, 577, 1665, 1665]
+    sizes = [(4, 100, w) for w in widths]
+    assert first_batch(sizes, 64) == 3  # 577^2 > 4 x 200^2: the 577s start the next batch
+    assert first_batch(sizes[3:], 64) == 2 and first_batch(sizes[5:], 64) == 2
+    assert first_batch(sizes[:2], 1) == 1  # max_nets
+    assert first_batch([(4, 100, 1665)] * 10, 64, max_bytes=3 * 3 * 4 * 1665 ** 2 * 8) == 2  # the byte cap
+    assert first_batch([(2, 10, 8)], 64) == 1

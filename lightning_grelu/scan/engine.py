@@ -278,7 +278,10 @@ class Engine:
             shape = _shape(first.cfg)
             pick = [w for w in waiting if not w[2].why_not_batched and _shape(w[2].cfg) == shape]
             pick.sort(key=lambda w: int(w[1]["model.width"]))
-            pick = pick[:self.scan.max_nets]
+            # one batch's worth (the cut runner.batches makes): the rest stays for the other workers
+            sizes = [(int(s.cfg.model.depth), int(s.cfg.data.get("n") or 1), int(params["model.width"]))
+                     for _, params, s in pick]
+            pick = pick[:runner.first_batch(sizes, self.scan.max_nets)]
         out = []
         for t, params, s in pick:
             if self.storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):

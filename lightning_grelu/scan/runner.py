@@ -203,20 +203,24 @@ def batches(prepared: list[Prepared], max_nets: int, max_bytes: float = 2 * 2**3
     out = []
     for members in groups.values():
         members.sort(key=lambda i: (prepared[i].net.width, prepared[i].net.n))
-        current: list[int] = []
-        for i in members:
-            net = prepared[i].net
-            first = prepared[current[0]].net if current else None
-            # the batch's weights, their update and one layer's activations, padded to this (the widest) net
-            size = (len(current) + 1) * (3 * len(net.W) * net.width ** 2 + 4 * net.n * net.width) * 8
-            if current and (len(current) >= max_nets or net.n * net.width ** 2 > 4 * first.n * first.width ** 2
-                            or size > max_bytes):
-                out.append(current)
-                current = []
-            current.append(i)
-        if current:
-            out.append(current)
+        while members:
+            take = first_batch([(len(prepared[i].net.W), prepared[i].net.n, prepared[i].net.width) for i in members],
+                               max_nets, max_bytes)
+            out.append(members[:take])
+            members = members[take:]
     return out
+
+
+def first_batch(sizes: list[tuple[int, int, int]], max_nets: int, max_bytes: float = 2 * 2**30) -> int:
+    """How many of the leading nets (depth, n, width; sorted by width) train as one batch: at most ``max_nets``,
+    none padded to more than 4x its own flops, within ``max_bytes`` (at least one)."""
+    depth0, n0, w0 = sizes[0]
+    for k, (depth, n, width) in enumerate(sizes[1:], 1):
+        # the batch's weights, their update and one layer's activations, padded to this (the widest) net
+        size = (k + 1) * (3 * depth * width ** 2 + 4 * n * width) * 8
+        if k >= max_nets or n * width ** 2 > 4 * n0 * w0 ** 2 or size > max_bytes:
+            return k
+    return len(sizes)
 
 
 def record_points(steps: int) -> list[int]:
