@@ -98,11 +98,13 @@ both ReLU and GReLU. In contrast, none of the runs with lower width converged, f
         return rows
 
     @staticmethod
-    def first_all(rows: list[dict], policy: str, model: str) -> str:
-        """The narrowest width from which every seed converged at every wider width, in words."""
+    def converged_at(rows: list[dict], policy: str, model: str) -> str:
+        """The widths at which every seed converged, in words, and those at which some seed diverged."""
         mine = sorted((r for r in rows if r["lr policy"] == policy and r["model"] == model), key=lambda r: r["width"])
-        ok = [r for i, r in enumerate(mine) if all(q["converged (train/sse <= eps)"] == q["seeds"] for q in mine[i:])]
-        return f"{ok[0]['label']} (m={ok[0]['width']})" if ok else "no width"
+        ok = [r["label"] for r in mine if r["converged (train/sse <= eps)"] == r["seeds"]]
+        words = ("every width" if len(ok) == len(mine) and mine else ", ".join(ok) if ok else "no width")
+        diverged = [r["label"] for r in mine if int(r["verdicts conv/div/stall/unfin"].split("/")[1]) > 0]
+        return words + (f" (some seed diverged at {', '.join(diverged)})" if diverged else "")
 
     def outcome(self, work: Path, ctx: Context) -> str:
         runs = self.runs(ctx, work)
@@ -110,11 +112,11 @@ both ReLU and GReLU. In contrast, none of the runs with lower width converged, f
         if not rows:
             return ""
         T = runs[0].get("budget_steps")
-        first = {(pol, model): self.first_all(rows, pol, model) for pol in POLICIES for model in ("relu", "grelu")}
-        return (f"Within {T} GD steps every seed converged from {first[('fixed', 'relu')]} (ReLU) and "
-                f"{first[('fixed', 'grelu')]} (GReLU) on with one fixed lr, and from {first[('ntk', 'relu')]} (ReLU) "
-                f"and {first[('ntk', 'grelu')]} (GReLU) on with the ntk step, where the paper says all 5 converge at "
-                "p = 1 and none at any narrower width.")
+        at = {(pol, model): self.converged_at(rows, pol, model) for pol in POLICIES for model in ("relu", "grelu")}
+        return (f"Within {T} GD steps every seed converged at {at[('fixed', 'relu')]} for ReLU and "
+                f"{at[('fixed', 'grelu')]} for GReLU with one fixed lr, and at {at[('ntk', 'relu')]} for ReLU and "
+                f"{at[('ntk', 'grelu')]} for GReLU with the ntk step, where the paper says all 5 converge at p = 1 and "
+                "none at any narrower width.")
 
     def report(self, work: Path, out: Path, ctx: Context) -> str:
         runs = self.runs(ctx, work)
