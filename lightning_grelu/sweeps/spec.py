@@ -83,6 +83,16 @@ class SweepSpec:
             sample += [f"{k}={v[0]}" for k, v in f.cells.items()] + [f"model.width={f.low}"]
         return sample
 
+    def samples(self) -> list[list[str]]:
+        """:meth:`sample_overrides`, and that point with each other choice of each categorical parameter (a group
+        choice such as ``model: [relu, grelu]`` changes which keys a trial's config holds), one at a time."""
+        first = self.sample_overrides()
+        out = [first]
+        for p in self.space:
+            for choice in (p.choices or [])[1:] if p.type == "categorical" else []:
+                out.append([o for o in first if not o.startswith(f"{p.name}=")] + [f"{p.name}={choice}"])
+        return out
+
 
 def _param(name: str, node: dict) -> Param:
     kind = node.get("type")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -16,6 +17,7 @@ import optuna
 from lightning_grelu.errors import ConfigError, MachineError
 
 HEARTBEAT_S = 10
+WATCH_S = 1.0  # how often a worker looks at its storage file while a trial runs (one stat)
 DB_TIMEOUT_S = float(os.environ.get("GRELU_DB_TIMEOUT_S", 30))  # default bound on connecting to and each statement of a database (sweep.db_timeout_s)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental"
 
@@ -193,3 +195,87 @@ def retrying(make, what: str, timeout_s: float = DB_TIMEOUT_S, tries: int = 8):
 
 class StorageError(MachineError):
     """The study's storage cannot be reached or used: the machine's (or the server's) problem, not the sweep's."""
+
+
+def storage_file(url: str) -> Path | None:
+    """The file of a file storage (SQLite, journal), or None (a database server)."""
+    for scheme in ("sqlite:///", "journal://"):
+        if url.startswith(scheme):
+            return Path(url[len(scheme):]).absolute()
+    return None
+
+
+class Watch:
+    """A file storage that is deleted, replaced or truncated under a running worker: SQLite goes on writing to
+    the deleted file (every result then lost, exit 0) or fails later with a "malformed" traceback, and a journal
+    is re-made by the next append holding only what follows. :meth:`check` (one stat) says so instead."""
+
+    def __init__(self, url: str):
+        self.url, self.path = url, storage_file(url)
+        self.ident = self.size = None
+        if self.path is not None:
+            try:
+                st = os.stat(self.path)
+            except OSError:
+                self.path = None  # not made yet by this process (a database server, or nothing to watch)
+            else:
+                self.ident, self.size = (st.st_dev, st.st_ino), st.st_size
+
+    def check(self) -> None:
+        if self.path is None:
+            return
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise StorageError(f"{self.path} was deleted") from None
+        if (st.st_dev, st.st_ino) != self.ident:
+            raise StorageError(f"{self.path} was replaced by another file")
+        if st.st_size < self.size:
+            raise StorageError(f"{self.path} was truncated ({self.size} -> {st.st_size} bytes)")
+        self.size = st.st_size
+
+
+class Keeper:
+    """While a worker holds trials: their heartbeats (RDB storages) and the storage :class:`Watch`, in a thread
+    that never prints a traceback. The first failure is kept in ``failure`` and ``on_failure`` is called once
+    (a worker stops its trial process, which keeps its checkpoint)."""
+
+    def __init__(self, storage, watch: Watch, trial_ids: list[int], on_failure=None):
+        self.storage, self.watch, self.trial_ids, self.on_failure = storage, watch, trial_ids, on_failure
+        self.failure: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "Keeper":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        beat = time.monotonic()
+        rdb = isinstance(self.storage, optuna.storages.RDBStorage)
+        while not self._stop.wait(WATCH_S):
+            try:
+                self.watch.check()
+                if rdb and time.monotonic() - beat >= HEARTBEAT_S / 2:
+                    for tid in self.trial_ids:
+                        self.storage.record_heartbeat(tid)
+                    beat = time.monotonic()
+            except Exception as e:  # noqa: BLE001 - kept and told by the worker, in one line
+                self.failure = e
+                if self.on_failure is not None:
+                    self.on_failure()
+                return
+
+
+def lost(url: str, e: BaseException, in_hand: str) -> StorageError:
+    """The one line for a storage that failed under a running worker: what happened, what became of the trial
+    in hand, what to do."""
+    cause = e if isinstance(e, StorageError) else (e.__cause__ or e)
+    what = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    return StorageError(f"the study's storage {url} failed while this worker ran ({what}); {in_hand}; finished "
+                        "trials keep their records. Restore the storage (e.g. from a backup) or make it writable "
+                        "again and start the worker again, or start a new sweep in another sweep.out_dir")
