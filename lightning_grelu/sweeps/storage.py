@@ -227,6 +227,9 @@ class Watch:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
+            if self.url.startswith("sqlite"):  # the deleted database's write-ahead log would be replayed into a
+                for suffix in ("-wal", "-shm"):  # restored copy and damage it: SQLite removes it only if the
+                    Path(f"{self.path}{suffix}").unlink(missing_ok=True)  # database is still there at its close
             raise StorageError(f"{self.path} was deleted") from None
         if (st.st_dev, st.st_ino) != self.ident:
             raise StorageError(f"{self.path} was replaced by another file")
