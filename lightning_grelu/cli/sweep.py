@@ -31,7 +31,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_grelu.config_check import validate
-from lightning_grelu.errors import EXIT_CONFIG, ConfigError, MachineError, fail
+from lightning_grelu.errors import ConfigError, MachineError, fail
 
 SWEEP_CONF_DIR = Path(__file__).resolve().parents[1] / "sweep_conf"
 
@@ -177,8 +177,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     try:
         node = OmegaConf.to_container(cfg.sweep, resolve=True)
     except Exception as e:
-        print(f"grelu-sweep: error: {type(e).__name__}: {str(e).splitlines()[0]}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
+        fail("grelu-sweep", ConfigError(f"{type(e).__name__}: {str(e).splitlines()[0]}"))
     run(node=node)
 
 
@@ -188,18 +187,16 @@ def check_sweep_choice(args: list[str]) -> None:
     for a in args:
         key, sep, value = a.partition("=")
         if sep and key.lstrip("+") == "sweep" and value not in options:
-            print(f"grelu-sweep: error: unknown sweep {value!r}: choose one of {', '.join(options)} (sweep=NAME)",
-                  file=sys.stderr)
-            sys.exit(EXIT_CONFIG)
+            fail("grelu-sweep", ConfigError(f"unknown sweep {value!r}: choose one of {', '.join(options)} "
+                                            "(sweep=NAME)"))
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     check_sweep_choice(args)
     if any(a in ("-m", "--multirun") for a in args):
-        print("grelu-sweep: error: -m: a worker runs one study; start it N times for N workers (no Hydra multirun)",
-              file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
+        fail("grelu-sweep", ConfigError("-m: a worker runs one study; start it N times for N workers (no Hydra "
+                                        "multirun)"))
     if any(a.startswith("-") for a in args):  # --help, -h, --cfg job, --info, --shell-completion: Hydra's
         sys.argv = [sys.argv[0], *whole_mappings(args)]
         _hydra_main()

@@ -26,7 +26,8 @@ def run_target(target: Target, ctx: Context, results_root: Path, work_root: Path
     with Lock(work, "--work (or wait: one grelu-reproduce of a target and profile at a time)"):
         try:
             return _run_target(target, ctx, results_root, work, command, fresh, progress, device)
-        except (ConfigError, MachineError):  # a refusal writes nothing: not even the lock's folder, if only the lock is in it
+        except (ConfigError, MachineError):  # a refusal writes nothing: not even the lock's folder, if only the
+            # lock is in it
             if made is not None and all(p.is_dir() or p.name == ".lock" for p in made.rglob("*")):
                 shutil.rmtree(made, ignore_errors=True)
             raise

@@ -34,7 +34,7 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from lightning_grelu import faults
-from lightning_grelu.errors import ConfigError, storage_failure
+from lightning_grelu.errors import ConfigError, classify, storage_failure
 from lightning_grelu.scan import grid, runner
 from lightning_grelu.signals import SIGNALS, Interrupted
 from lightning_grelu.sweeps.spec import SweepSpec
@@ -218,7 +218,12 @@ class Engine:
         try:
             return self._loop()
         except Exception as e:  # the storage failed under this worker: one line (the trials in hand are released
-            if isinstance(e, StorageError) or storage_failure(e):  # or, RUNNING under a dead pid, put back later)
+            try:  # or, RUNNING under a dead pid, put back when the storage is back)
+                self.watch.check()
+            except StorageError as gone:  # the file went away or was cut: that is the cause
+                e = gone
+            journal = isinstance(e, OSError) and self.spec.storage_url().startswith("journal") and classify(e) == "machine"
+            if isinstance(e, StorageError) or storage_failure(e) or journal:
                 raise lost(self.spec.storage_url(), e, "the trials in hand go back to the queue when it is back"
                            ) from None
             raise

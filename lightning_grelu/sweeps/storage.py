@@ -32,19 +32,38 @@ def check_url(url: str) -> None:
 
 
 
-class _BatchSyncedJournal(optuna.storages.journal.JournalFileBackend):
-    """Optuna's journal file without an fsync per operation (a width scan makes some 13 per trial, 3 ms each
-    here). Appends still take the file lock and reach the file at once, so a killed worker loses nothing;
-    :func:`sync` makes them durable, which a width scan does after every batch (a power cut loses at most the
-    batch in hand, which is run again; a torn last line is skipped by the reader)."""
+class _Journal(optuna.storages.journal.JournalFileBackend):
+    """Optuna's journal file, with appends that are all or nothing: a write that fails midway (a full disk) is cut
+    back, so the file never holds a torn line (Optuna's reader stops at one for good: the study could not be read
+    again), and a deleted journal is not re-made by the next append (it would hold only what follows).
+
+    ``fsync_each=False`` (a width scan, some 13 operations per trial at 3 ms each here): appends still take the
+    file lock and reach the file at once, so a killed worker loses nothing; :func:`sync` makes them durable,
+    which a width scan does after every batch (a power cut loses at most the batch in hand, which is run again)."""
+
+    def __init__(self, path: str, lock_obj, fsync_each: bool = True):
+        super().__init__(path, lock_obj=lock_obj)
+        self.fsync_each = fsync_each
 
     def append_logs(self, logs):
         from optuna.storages.journal._file import get_lock_file
 
+        data = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode("utf-8")
         with get_lock_file(self._lock):
-            text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
-            with open(self._file_path, "ab") as f:
-                f.write(text.encode("utf-8"))
+            fd = os.open(self._file_path, os.O_WRONLY | os.O_APPEND)
+            try:
+                start = os.lseek(fd, 0, os.SEEK_END)
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    if self.fsync_each:
+                        os.fsync(fd)
+                except OSError:
+                    os.ftruncate(fd, start)
+                    raise
+            finally:
+                os.close(fd)
 
     def sync(self) -> None:
         with open(self._file_path, "ab") as f:
@@ -54,7 +73,7 @@ class _BatchSyncedJournal(optuna.storages.journal.JournalFileBackend):
 def sync(storage) -> None:
     """Make a storage's writes durable where they are not at once (a width scan's journal)."""
     backend = getattr(storage, "_backend", None)
-    if isinstance(backend, _BatchSyncedJournal):
+    if isinstance(backend, _Journal) and not backend.fsync_each:
         backend.sync()
 
 
@@ -68,8 +87,7 @@ def make_storage(url: str, retry_dead: bool, timeout_s: float = DB_TIMEOUT_S, cr
         _check_parent(path, url, create)
         lock = optuna.storages.journal.JournalFileOpenLock(str(path))
         try:
-            backend = optuna.storages.journal.JournalFileBackend if fsync_each else _BatchSyncedJournal
-            return optuna.storages.JournalStorage(backend(str(path), lock_obj=lock))
+            return optuna.storages.JournalStorage(_Journal(str(path), lock_obj=lock, fsync_each=fsync_each))
         except OSError as e:
             raise MachineError(f"sweep.storage {url!r} cannot be opened: {e.strerror or e}") from None
     if url.startswith("postgresql://"):  # the driver this suite installs: psycopg 3
@@ -280,5 +298,5 @@ def lost(url: str, e: BaseException, in_hand: str) -> StorageError:
     cause = e if isinstance(e, StorageError) else (e.__cause__ or e)
     what = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
     return StorageError(f"the study's storage {url} failed while this worker ran ({what}); {in_hand}; finished "
-                        "trials keep their records. Restore the storage (e.g. from a backup) or make it writable "
-                        "again and start the worker again, or start a new sweep in another sweep.out_dir")
+                        "trials keep their records. Restore the storage (e.g. from a backup) or fix its disk (space, "
+                        "permissions) and start the worker again, or start a new sweep in another sweep.out_dir")

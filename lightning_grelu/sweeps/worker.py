@@ -27,7 +27,7 @@ import optuna
 from optuna.trial import TrialState
 
 from lightning_grelu import faults
-from lightning_grelu.errors import EXIT_PRUNED, ConfigError, MachineError, kind_of_exit, storage_failure
+from lightning_grelu.errors import EXIT_PRUNED, ConfigError, MachineError, classify, kind_of_exit, storage_failure
 from lightning_grelu.signals import SIGNALS, Interrupted
 from lightning_grelu.sweeps import binding
 from lightning_grelu.sweeps.sampling import make_sampler  # a trial's draw: (sweep.seed, trial.number)
@@ -351,7 +351,13 @@ def work(spec: SweepSpec, progress=print) -> dict[str, int]:
             progress(f"{spec.name}: trial {trial.number} {outcome}; done {c['complete']}, failed {c['fail']}, "
                      f"running {c['running']}, waiting {c['waiting']} of {study.user_attrs['n_trials']}{best}")
     except Exception as e:
-        if isinstance(e, StorageError) or storage_failure(e):
+        try:
+            watch.check()
+        except StorageError as gone:  # the file went away or was cut: that is the cause, whatever failed first
+            e = gone
+        # a journal's own writes fail as OSError (its disk full or read-only)
+        journal = isinstance(e, OSError) and spec.storage_url().startswith("journal") and classify(e) == "machine"
+        if isinstance(e, StorageError) or storage_failure(e) or journal:
             raise lost(spec.storage_url(), e, in_hand(spec, trial)) from None
         raise
     return done
