@@ -201,6 +201,10 @@ def check_constructors(cfg: DictConfig, groups=("model", "data", "trainer", "cal
     if "callbacks" in groups:
         nodes += [(f"callbacks.{k}", v, set()) for k, v in (cfg.get("callbacks") or {}).items()]
     for where, node, added in nodes:
+        if where.startswith("callbacks.") and node is not None and (not isinstance(node, DictConfig)
+                                                                     or "_target_" not in node):
+            raise ConfigError(f"{where} has no _target_: each entry of callbacks is a callback to build "
+                              f"({where}._target_=<class>), or null")
         if not isinstance(node, DictConfig) or "_target_" not in node:
             continue
         keys = {str(k) for k in node if not str(k).startswith("_") and not (k == "name" and where in given)}

@@ -171,7 +171,9 @@ MORE = [
     # keys a group's class does not take: refused before anything is built
     ("grelu-train", ["experiment=ackley_small", "data=fashion_mnist"], "data.d and data.n are not parameters", None),
     ("grelu-train", ["model=relu", "+model.gate_init=copy"], "model.gate_init is not a parameter of model=relu", None),
-    ("grelu-train", ["+callbacks.progress.bogus=1"], "callbacks.progress.bogus is not a parameter", None),
+    ("grelu-train", ["callbacks=default", "+callbacks.progress.bogus=1"], "callbacks.progress.bogus is not a parameter",
+     None),
+    ("grelu-train", ["+callbacks.mine.every_s=1"], "callbacks.mine has no _target_", None),
     # sweeps: specs of the wrong shape or values
     ("grelu-sweep", ["sweep.space=model.width"], "sweep.space must be a mapping", None),
     ("grelu-sweep", ["sweep.space={model.width: 5}"], "sweep.space.model.width must be a mapping", None),
@@ -186,7 +188,7 @@ MORE = [
     ("grelu-sweep", ["sweep.space={model.lr: {type: float, low: 0, high: 1, log: true}}"], "log range", None),
     ("grelu-sweep", [], "is not writable", a_file("afile", "sweep.out_dir=", "/out")),
     ("grelu-sweep", ["sweep.space={model: {type: categorical, choices: [grelu, relu]}}",  # checked at each choice
-                     "sweep.base=['experiment=ackley_small','+model.gate_init=copy']"],
+                     "sweep.base=['experiment=ackley_small','++model.gate_init=copy']"],
      "model.gate_init is not a parameter of model=relu", None),
     # reproduce: a results or work root that cannot take results; a GPU profile without a GPU
     ("grelu-reproduce", ["fig2a", "--profile", "paper"], "no CUDA GPU", None),
