@@ -23,7 +23,6 @@ import pytest
 from optuna.trial import TrialState
 
 from lightning_grelu import errors
-from lightning_grelu.config_check import check_constructors, group_options
 from lightning_grelu.data.base import DataError
 from lightning_grelu.signals import Interrupted
 from tests.conftest import compose_cfg
@@ -92,6 +91,8 @@ def test_the_other_exit_codes_of_a_trial_process(code, kind):
 def test_every_option_of_a_group_is_built_from_its_own_keys(group):
     """What lets a sweep worker check its trials without importing Lightning: an option that holds only its own
     yaml's keys can be built (checked here against its class, under every option of the other group)."""
+    from lightning_grelu.config_check import check_constructors, group_options
+
     other = "data" if group == "model" else "model"
     for option in group_options(group):
         for with_ in group_options(other):
