@@ -85,14 +85,9 @@ def out_problem(out: Path, inputs: list[str]) -> str | None:
         if other:
             return (f"holds other files than a report ({', '.join(other[:3])}{', ...' if len(other) > 3 else ''}); "
                     "a report replaces its --out as a whole: give a new directory")
-    existing = out.parent
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"{existing} is not a directory"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"{existing} is not writable"
-    return None
+    from lightning_grelu.atomic import unwritable
+
+    return unwritable(out.parent)
 
 
 def collect(args):

@@ -21,6 +21,7 @@ import signal
 import sys
 from pathlib import Path
 
+from lightning_grelu.atomic import unwritable
 from lightning_grelu.errors import ArgumentParser, fail
 from lightning_grelu.signals import Interrupted, raise_on_signals
 
@@ -72,18 +73,6 @@ def parse_args(argv):
         if problem:
             p.error(f"{flag} {path}: {problem}")
     return args, TARGETS
-
-
-def unwritable(path: Path) -> str | None:
-    """Why results could not be written under ``path`` (checked before any job runs), or None."""
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"{existing} is not a directory"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"{existing} is not writable"
-    return None
 
 
 def main(argv: list[str] | None = None) -> None:
