@@ -34,11 +34,11 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from lightning_grelu import faults
-from lightning_grelu.errors import ConfigError, classify, storage_failure
+from lightning_grelu.errors import ConfigError
 from lightning_grelu.scan import grid, runner
 from lightning_grelu.signals import SIGNALS, Interrupted
 from lightning_grelu.sweeps.spec import SweepSpec
-from lightning_grelu.sweeps.storage import Keeper, StorageError, Watch, lost, sync
+from lightning_grelu.sweeps.storage import Keeper, Watch, lost, storage_cause, sync
 from lightning_grelu.sweeps.worker import WORKER, fail_dead_trials, open_study, release, run_trial
 
 POLL_S = 0.5  # how often an idle worker looks again
@@ -217,14 +217,10 @@ class Engine:
         previous = {s: signal.signal(s, self._on_signal) for s in SIGNALS}
         try:
             return self._loop()
-        except Exception as e:  # the storage failed under this worker: one line (the trials in hand are released
-            try:  # or, RUNNING under a dead pid, put back when the storage is back)
-                self.watch.check()
-            except StorageError as gone:  # the file went away or was cut: that is the cause
-                e = gone
-            journal = isinstance(e, OSError) and self.spec.storage_url().startswith("journal") and classify(e) == "machine"
-            if isinstance(e, StorageError) or storage_failure(e) or journal:
-                raise lost(self.spec.storage_url(), e, "the trials in hand go back to the queue when it is back"
+        except Exception as e:  # the storage failing under this worker: one line (the trials in hand, RUNNING
+            cause = storage_cause(e, self.watch)  # under a dead pid, go back to the queue when it is back)
+            if cause is not None:
+                raise lost(self.spec.storage_url(), cause, "the trials in hand go back to the queue when it is back"
                            ) from None
             raise
         finally:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import optuna
 
-from lightning_grelu.errors import ConfigError, MachineError
+from lightning_grelu.errors import ConfigError, MachineError, classify, storage_failure
 
 HEARTBEAT_S = 10
 WATCH_S = 1.0  # how often a worker looks at its storage file while a trial runs (one stat)
@@ -290,6 +290,21 @@ class Keeper:
                 if self.on_failure is not None:
                     self.on_failure()
                 return
+
+
+def storage_cause(e: BaseException, watch: Watch) -> BaseException | None:
+    """The storage's part in a worker's failure, or None: its file went away or was cut (whatever failed first,
+    that is the cause), a database error, or a journal's own write failing for the machine's reason (its disk
+    full or read-only: journals fail as OSError)."""
+    try:
+        watch.check()
+    except StorageError as gone:
+        return gone
+    if isinstance(e, StorageError) or storage_failure(e):
+        return e
+    if isinstance(e, OSError) and watch.url.startswith("journal") and classify(e) == "machine":
+        return e
+    return None
 
 
 def lost(url: str, e: BaseException, in_hand: str) -> StorageError:

@@ -27,12 +27,12 @@ import optuna
 from optuna.trial import TrialState
 
 from lightning_grelu import faults
-from lightning_grelu.errors import EXIT_PRUNED, ConfigError, MachineError, classify, kind_of_exit, storage_failure
+from lightning_grelu.errors import EXIT_PRUNED, ConfigError, MachineError, kind_of_exit
 from lightning_grelu.signals import SIGNALS, Interrupted
 from lightning_grelu.sweeps import binding
 from lightning_grelu.sweeps.sampling import make_sampler  # a trial's draw: (sweep.seed, trial.number)
 from lightning_grelu.sweeps.spec import SweepSpec
-from lightning_grelu.sweeps.storage import Keeper, StorageError, Watch, lost, make_storage, retrying
+from lightning_grelu.sweeps.storage import Keeper, Watch, lost, make_storage, retrying, storage_cause
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
@@ -261,7 +261,7 @@ def run_trial(spec: SweepSpec, study: optuna.Study, storage, trial: optuna.Trial
     if keeper.failure is not None:
         raise keeper.failure
     kind = kind_of_exit(code) if code is not None else "crash"
-    if kind == "signal" and (got or code > 128):  # stopped by a signal: the trial is not done, nor failed
+    if got or kind == "signal":  # stopped by a signal: the trial is not done, nor failed
         release(storage, trial, f"stopped by {signal.Signals(got[0] if got else code - 128).name}")
         raise Interrupted(got[0] if got else code - 128)
     if kind == "machine":  # not the trial's fault: leave it for a machine that can run it
@@ -350,15 +350,10 @@ def work(spec: SweepSpec, progress=print) -> dict[str, int]:
                 best = f", best {spec.objectives[0][0]} {study.best_value:.4g} (trial {study.best_trial.number})"
             progress(f"{spec.name}: trial {trial.number} {outcome}; done {c['complete']}, failed {c['fail']}, "
                      f"running {c['running']}, waiting {c['waiting']} of {study.user_attrs['n_trials']}{best}")
-    except Exception as e:
-        try:
-            watch.check()
-        except StorageError as gone:  # the file went away or was cut: that is the cause, whatever failed first
-            e = gone
-        # a journal's own writes fail as OSError (its disk full or read-only)
-        journal = isinstance(e, OSError) and spec.storage_url().startswith("journal") and classify(e) == "machine"
-        if isinstance(e, StorageError) or storage_failure(e) or journal:
-            raise lost(spec.storage_url(), e, in_hand(spec, trial)) from None
+    except Exception as e:  # the storage failing under this worker: one line, naming it and the trial in hand
+        cause = storage_cause(e, watch)
+        if cause is not None:
+            raise lost(spec.storage_url(), cause, in_hand(spec, trial)) from None
         raise
     return done
 
