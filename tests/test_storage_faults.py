@@ -14,6 +14,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -189,3 +190,21 @@ def test_a_journal_whose_disk_fills_under_a_worker_is_one_line_and_nothing_is_lo
     told = next(t for t in trials if t.number == held.number)
     assert told.values[0] == finished["train/sse"]  # told from its record, not run again
     assert (Path(held.user_attrs["run_dir"]) / "summary.json").stat().st_mtime_ns == mtime
+
+
+def test_a_width_scans_journal_deleted_under_its_workers_is_one_line(tmp_path, workers):
+    """The width-search engine (grelu-reproduce's atlas, two local workers): each worker notices, the command
+    tells it once."""
+    work = tmp_path / "work" / "atlas" / "smoke"
+    cmd = [str(Path(sys.executable).parent / "grelu-reproduce"), "atlas", "--profile", "smoke", "--seeds", "2",
+           "--part", "1/8", "--workers", "2", "--work", str(tmp_path / "work"), "--results", str(tmp_path / "results")]
+    w = workers(subprocess.Popen(cmd, cwd=tmp_path, env={**os.environ, "WANDB_MODE": "disabled"}, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True))
+    wait_for(lambda: len(list((work / "trials").glob("*"))) >= 16, what="the scan under way")
+    (work / "study.log").unlink()
+    out, err = w.communicate(timeout=300)
+    assert w.returncode == 2, (w.returncode, err[-3000:])
+    line = one_line(err)
+    assert line.startswith("grelu-reproduce: error: atlas: a scan worker stopped: the study's storage ") and (
+        f"{work / 'study.log'} was deleted" in line), line
+    assert not (tmp_path / "results").exists() and not (work / "study.log").exists()
