@@ -14,7 +14,8 @@ from pathlib import Path
 
 import optuna
 
-from lightning_grelu.errors import ConfigError, MachineError, classify, storage_failure
+from lightning_grelu import errors
+from lightning_grelu.errors import ConfigError, MachineError, storage_failure
 
 HEARTBEAT_S = 10
 WATCH_S = 1.0  # how often a worker looks at its storage file while a trial runs (one stat)
@@ -302,7 +303,7 @@ def storage_cause(e: BaseException, watch: Watch) -> BaseException | None:
         return gone
     if isinstance(e, StorageError) or storage_failure(e):
         return e
-    if isinstance(e, OSError) and watch.url.startswith("journal") and classify(e) == "machine":
+    if isinstance(e, OSError) and watch.url.startswith("journal") and errors.classify(e) == "machine":
         return e
     return None
 
