@@ -41,6 +41,19 @@ def write_csv_atomic(path: Path, rows: list[dict], fieldnames: list[str], fault:
     write_atomic(path, buf.getvalue(), fault=fault)
 
 
+def unwritable(path: Path) -> str | None:
+    """Why nothing could be made at ``path`` (checked before a command does any work), or None: the deepest
+    folder on the way that exists is not a directory, or not writable."""
+    existing = Path(path)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
 @contextmanager
 def atomic_dir(dest: Path):
     dest = Path(dest)

@@ -180,3 +180,96 @@ def validate(cfg: DictConfig) -> None:
     if inner > 1 and d.get("batch_size") is not None:
         raise ConfigError(f"model.inner_steps={inner} needs full-batch data (data.batch_size=null); "
                           "with mini-batches it would repeat each batch")
+
+
+# -- what the constructors take (needs the classes: imported here, after the light checks above) ----------------
+
+def _takes(target) -> tuple[set[str], set[str], bool]:
+    """(names a constructor takes, those it requires, whether it takes any keyword). A class's ``**kwargs`` is
+    followed up its bases' ``__init__`` (this suite passes them on to ``super().__init__``), until one takes no
+    ``**kwargs``: the keys the class really accepts."""
+    import inspect
+
+    names, required = set(), set()
+    for i, fn in enumerate([k.__dict__["__init__"] for k in target.__mro__ if "__init__" in k.__dict__]
+                           if inspect.isclass(target) else [target]):
+        if fn is object.__init__:
+            return names, required, False
+        params = list(inspect.signature(fn).parameters.values())[1 if inspect.isclass(target) else 0:]
+        for p in params:
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                names.add(p.name)
+                if i == 0 and p.default is p.empty:
+                    required.add(p.name)
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            return names, required, False
+    return names, required, True
+
+
+def _declared(group: str, option) -> set[str] | None:
+    """The keys a group option's own yaml (and the options its defaults list names) declares, or None where that
+    is not known from the files alone."""
+    path = CONF_DIR / group / f"{option}.yaml"
+    if not isinstance(option, str) or not path.is_file():
+        return None
+    node = OmegaConf.load(path)
+    keys = {str(k) for k in node if k != "defaults"}
+    for entry in node.get("defaults") or []:
+        if not isinstance(entry, str):
+            return None
+        if entry != "_self_":
+            more = _declared(group, entry)
+            if more is None:
+                return None
+            keys |= more
+    return keys
+
+
+def check_constructors(cfg: DictConfig, groups=("model", "data", "trainer", "callbacks"), trust_files=True) -> None:
+    """Every group that is instantiated (data, model, trainer, each callback) names only keys its class takes,
+    and every key it requires: a config that cannot be built (``data=fashion_mnist`` under an experiment that
+    sets ``data.n``) is refused in one line naming the key, before any run, claim or write.
+
+    With ``trust_files``, a model or data group that holds only the keys its option's yaml declares passes
+    without importing its class (a sweep worker checks its trials so, without importing Lightning: seconds);
+    a test checks that every option's yaml fits its class."""
+    given = {"model": {"d_in", "d_out"}, "data": set(),  # what train() adds to its groups' keys
+             "trainer": {"logger", "callbacks", "enable_checkpointing", "default_root_dir", "plugins"}}
+    nodes = [(g, cfg.get(g), given[g]) for g in given if g in groups]
+    if "callbacks" in groups:
+        nodes += [(f"callbacks.{k}", v, set()) for k, v in (cfg.get("callbacks") or {}).items()]
+    for where, node, added in nodes:
+        if where.startswith("callbacks.") and node is not None and (not isinstance(node, DictConfig)
+                                                                     or "_target_" not in node):
+            raise ConfigError(f"{where} has no _target_: each entry of callbacks is a callback to build "
+                              f"({where}._target_=<class>), or null")
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            continue
+        keys = {str(k) for k in node if not str(k).startswith("_") and not (k == "name" and where in given)}
+        declared = _declared(where, node.get("name")) if trust_files and where in ("model", "data") else None
+        if declared is not None and keys <= declared:
+            continue
+        _check_node(where, node, keys, added)
+
+
+def _check_node(where: str, node: DictConfig, keys: set[str], added: set[str]) -> None:
+    from hydra.utils import get_object
+
+    try:
+        target = get_object(node._target_)
+    except Exception as e:
+        raise ConfigError(f"{where}._target_ {node._target_!r} cannot be imported ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    names, required, open_ = _takes(target)
+    label = f"{where}={node.name}" if where in ("model", "data") and node.get("name") else where
+    name = getattr(target, "__name__", node._target_)
+    unknown = sorted(keys - names) if not open_ else []
+    if unknown:
+        listed = " and ".join(f"{where}.{k}" for k in unknown)
+        raise ConfigError(f"{listed} {'is not a parameter' if len(unknown) == 1 else 'are not parameters'} of "
+                          f"{label} ({name} takes {', '.join(sorted(names - added))}); drop "
+                          f"{' '.join(f'~{where}.{k}' for k in unknown)}, or choose another {where.split('.')[0]}")
+    missing = sorted(required - keys - added)
+    if missing:
+        raise ConfigError(f"{label} needs {where}.{missing[0]} ({name} has no default for it); set "
+                          f"+{where}.{missing[0]}=...")

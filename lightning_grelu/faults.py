@@ -9,7 +9,10 @@
 - ``metrics`` / ``summary``: ``metrics.csv`` / ``summary.json`` written to a temp file, not yet renamed;
 - ``tell``: a sweep worker's trial has finished, the study is not yet told.
 
-Read once at import (it is set before the process starts), so an unset variable costs one comparison
+``GRELU_RAISE_AT=<point>[:<n>]`` raises :class:`InjectedCrash` there instead: a fault of the suite's own
+code (a bug), which every command tells as a crash (exit 1; a sweep trial FAILs with ``crash: ...``).
+
+Read once at import (it is set before the process starts), so unset variables cost two comparisons
 per point.
 """
 
@@ -19,12 +22,19 @@ import os
 import signal
 
 _TARGET, _, _NTH = (os.environ.get("GRELU_DIE_AT") or "").partition(":")
+_RAISE, _, _RAISE_NTH = (os.environ.get("GRELU_RAISE_AT") or "").partition(":")
 _seen: dict[str, int] = {}
 
 
+class InjectedCrash(RuntimeError):
+    """What ``GRELU_RAISE_AT`` raises: stands for any bug of the suite (not one of its known errors)."""
+
+
 def point(name: str) -> None:
-    if name != _TARGET:
+    if name != _TARGET and name != _RAISE:
         return
     _seen[name] = _seen.get(name, 0) + 1
-    if _seen[name] == int(_NTH or 1):
+    if name == _TARGET and _seen[name] == int(_NTH or 1):
         os.kill(os.getpid(), signal.SIGKILL)
+    if name == _RAISE and _seen[name] == int(_RAISE_NTH or 1):
+        raise InjectedCrash(f"injected at {name} (GRELU_RAISE_AT)")

@@ -25,9 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 from lightning_grelu.atomic import write_atomic
 from lightning_grelu.callbacks import Diverged, DivergenceGuard, RunRecord, TimeToTarget
 from lightning_grelu.callbacks.checkpoint_io import AtomicCheckpointIO, verify
-from lightning_grelu.config_check import validate
-from lightning_grelu.data.base import DataError
-from lightning_grelu.errors import ConfigError, MachineError
+from lightning_grelu.config_check import check_constructors, validate
+from lightning_grelu.errors import ConfigError, MachineError, SuiteError
 from lightning_grelu.loggers import build_loggers, finish_wandb, publish_summary
 from lightning_grelu.memory import check_devices, check_memory, describe
 from lightning_grelu.nets.mlp import init_on
@@ -58,15 +57,21 @@ def _without_name(node: DictConfig) -> dict:
 
 
 def _instantiate(node, **kwargs):
-    """Instantiate a config group; a bad value or a bad data file becomes a one-line ConfigError."""
+    """Instantiate a config group. A constructor that rejects a value (ValueError: the nets raise it for their
+    own arguments) is the job's parameter; the suite's own errors (a data file, :class:`ConfigError`) keep
+    their kind; anything else is a crash, as raised."""
     try:
         return instantiate(node, **kwargs)
-    except (DataError, ValueError) as e:
-        raise (MachineError if isinstance(e, DataError) else ConfigError)(str(e)) from None
+    except SuiteError:
+        raise
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     except Exception as e:  # hydra wraps constructor errors in InstantiationException
         cause = e.__cause__ or e.__context__
-        if isinstance(cause, (DataError, ValueError)):
-            raise (MachineError if isinstance(cause, DataError) else ConfigError)(str(cause)) from None
+        if isinstance(cause, SuiteError):
+            raise cause from None
+        if isinstance(cause, ValueError):
+            raise ConfigError(str(cause)) from None
         raise
 
 
@@ -79,12 +84,7 @@ def build_data(cfg: DictConfig):
     dm = _instantiate(_without_name(cfg.data))
     if str(cfg.get("trainer", {}).get("precision")) in DOUBLE_PRECISIONS:
         dm.dtype = torch.float64
-    try:
-        dm.setup("fit")
-    except DataError as e:  # missing or damaged files: the machine's data, not the job's parameters
-        raise MachineError(str(e)) from None
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    dm.setup("fit")  # a missing or damaged file is a DataError (the machine's); a bad data setting a ConfigError
     return dm
 
 
@@ -170,6 +170,7 @@ def train(cfg: DictConfig, callbacks: list | None = None, notes: dict[str, str] 
 def _train(cfg: DictConfig, callbacks: list | None, stopper: StopOnSignal, notes: dict[str, str]) -> dict:
     validate(cfg)
     device = check_devices(cfg.trainer)  # a GPU preset without a GPU: one line, before any work
+    check_constructors(cfg)  # every group can be built from its keys (a key its class does not take: one line)
     run_dir = Path(cfg.paths.run_dir).resolve()
     main_rank = rank_zero_only.rank == 0  # DDP ranks > 0 are launched by rank 0 after its checks passed
     overwrite = bool(cfg.get("overwrite", False))

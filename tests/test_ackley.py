@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lightning_grelu.data import AckleyDataModule, ackley_targets
-from lightning_grelu.data.base import DataError
+from lightning_grelu.errors import MachineError, ParameterError
 
 
 def term(p, x, c):
@@ -50,5 +50,7 @@ def test_datamodule_splits_sphere_and_batches_carry_indices():
                                           ({"partner": "left"}, "partner"), ({"cube": "x"}, "cube"),
                                           ({"batch_size": 0}, "batch_size")])
 def test_bad_settings(kwargs, match):
-    with pytest.raises(DataError, match=match):
+    """A bad data setting is the job's parameter, never the machine's (a sweep fails that trial and goes on)."""
+    with pytest.raises(ParameterError, match=match) as err:
         AckleyDataModule(**kwargs)
+    assert not isinstance(err.value, MachineError)

@@ -115,6 +115,9 @@ CASES = [
     ("grelu-sweep", ["sweep.pruner=hyperband"], "sweep.pruner", None),
     ("grelu-sweep", ["sweep.objectives=[]"], "sweep.objectives is empty", None),
     ("grelu-sweep", ["sweep.space={model.width: {type: int, low: 300, high: 4}}"], "empty range", None),
+    # a trial config that cannot be built (the base's experiment sets data.n and data.d): refused before any claim
+    ("grelu-sweep", ["sweep.trial_overrides=['data=fashion_mnist','data.val_size=10000000','trainer.max_epochs=1']"],
+     "data.d and data.n are not parameters of data=fashion_mnist", None),
     ("grelu-reproduce", ["table9"], "invalid choice: 'table9'", None),
     ("grelu-reproduce", ["fig2a", "--seeds", "0"], "--seeds", None),
     ("grelu-bench", ["--case", "huge"], "invalid choice: 'huge'", None),
@@ -165,6 +168,12 @@ MORE = [
     ("grelu-train", ["trainer=ddp", "trainer.devices=4"], "no CUDA GPU", None),
     ("grelu-train", ["experiment=ackley_theory_width"], "no CUDA GPU", None),
     ("grelu-train", ["ckpt_path=last", "model.width=0"], "model.width", None),
+    # keys a group's class does not take: refused before anything is built
+    ("grelu-train", ["experiment=ackley_small", "data=fashion_mnist"], "data.d and data.n are not parameters", None),
+    ("grelu-train", ["model=relu", "+model.gate_init=copy"], "model.gate_init is not a parameter of model=relu", None),
+    ("grelu-train", ["callbacks=default", "+callbacks.progress.bogus=1"], "callbacks.progress.bogus is not a parameter",
+     None),
+    ("grelu-train", ["+callbacks.mine.every_s=1"], "callbacks.mine has no _target_", None),
     # sweeps: specs of the wrong shape or values
     ("grelu-sweep", ["sweep.space=model.width"], "sweep.space must be a mapping", None),
     ("grelu-sweep", ["sweep.space={model.width: 5}"], "sweep.space.model.width must be a mapping", None),
@@ -178,11 +187,18 @@ MORE = [
     ("grelu-sweep", ["sweep.trial_overrides=['model.momentum=-1']"], "model.momentum", None),
     ("grelu-sweep", ["sweep.space={model.lr: {type: float, low: 0, high: 1, log: true}}"], "log range", None),
     ("grelu-sweep", [], "is not writable", a_file("afile", "sweep.out_dir=", "/out")),
+    ("grelu-sweep", ["sweep.space={model: {type: categorical, choices: [grelu, relu]}}",  # checked at each choice
+                     "sweep.base=['experiment=ackley_small','++model.gate_init=copy']"],
+     "model.gate_init is not a parameter of model=relu", None),
     # reproduce: a results or work root that cannot take results; a GPU profile without a GPU
     ("grelu-reproduce", ["fig2a", "--profile", "paper"], "no CUDA GPU", None),
     ("grelu-reproduce", ["fig2a", "--override", "trainer=gpu"], "no CUDA GPU", None),
     ("grelu-reproduce", ["fig2a", "--override", "model.momentum=-1"], "model.momentum", None),
     ("grelu-reproduce", ["fig2a", "--part", "3/2"], "--part", None),
+    ("grelu-reproduce", ["table2-fmnist", "--override", "+data.n=5"], "data.n is not a parameter of data=fashion_mn",
+     None),  # a job's config that cannot be built, before any job (check_data)
+    ("grelu-reproduce", ["fig2a", "--override", "data=fashion_mnist"], "are not parameters of data=fashion_mnist",
+     None),  # a width scan's series, before its study is opened (the engine)
     ("grelu-reproduce", ["fig2a"], "is not a directory", a_file("afile", "--results")),
     ("grelu-reproduce", ["fig2a"], "is not a directory", a_file("afile", "--work", "/w")),
     # bench: arguments checked before the benchmark runs
@@ -197,6 +213,7 @@ MORE = [
     ("grelu-report", [], "not a run's metrics.csv", report_run('{"status": "completed"}', b"a,b\n1,2,3,4\n")),
     ("grelu-report", ["--study", "s"], "does not exist", missing_storage("sqlite:///")),
     ("grelu-report", ["--study", "s"], "does not exist", missing_storage("journal://")),
+    ("grelu-report", ["--study", "s"], "--study s --storage", missing_storage("sqlite:///")),  # names the study
 ]
 
 

@@ -111,11 +111,11 @@ def test_wandb_resumes_the_same_run(tmp_path):
 def test_full_disk_is_refused_before_training(tmp_path, monkeypatch):
     import shutil
 
-    from lightning_grelu.errors import ConfigError
+    from lightning_grelu.errors import MachineError
     from lightning_grelu.train import train
 
     monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10 << 30, 10 << 30, 1 << 20))
-    with pytest.raises(ConfigError, match="not enough disk space"):
+    with pytest.raises(MachineError, match="not enough disk space"):  # the machine's, not the job's parameters
         train(compose_cfg(tmp_path / "run", *TINY))
     assert not (tmp_path / "run" / "metrics.csv").exists() and not (tmp_path / "run" / "config.yaml").exists()
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import lightning as L
 import torch
 
+from lightning_grelu.errors import ConfigError
+
 
 class GradientTemporalDifference(L.Callback):
     def __init__(self, every_n_steps: int = 1):
         if every_n_steps < 1:
-            raise ValueError(f"grad_diff.every_n_steps must be >= 1, got {every_n_steps}")
+            raise ConfigError(f"grad_diff.every_n_steps must be >= 1, got {every_n_steps}")
         self.every = every_n_steps
         self._prev: list[torch.Tensor] | None = None
         self._prev_step = -1

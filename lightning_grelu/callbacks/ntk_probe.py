@@ -20,6 +20,7 @@ import math
 import lightning as L
 import torch
 
+from lightning_grelu.errors import ConfigError
 from lightning_grelu.nets import ntk
 from lightning_grelu.nets.spec import param_dtype
 
@@ -36,7 +37,7 @@ class NTKProbe(L.Callback):
     def __init__(self, every_n_epochs: int = 10, max_explicit: int = 4096, power_iters: int = 100,
                  eps: float | None = None, eps_relative: bool = False):
         if not isinstance(every_n_epochs, int) or every_n_epochs < 1:
-            raise ValueError(f"callbacks.ntk.every_n_epochs must be an integer >= 1, got {every_n_epochs!r}")
+            raise ConfigError(f"callbacks.ntk.every_n_epochs must be an integer >= 1, got {every_n_epochs!r}")
         self.every, self.max_explicit, self.power_iters, self.eps = every_n_epochs, max_explicit, power_iters, eps
         self.eps_relative = eps_relative  # eps times the initial SSE, as TimeToTarget reads it
         self.init: dict[str, float] = {}

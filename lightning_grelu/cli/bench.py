@@ -4,7 +4,8 @@
     grelu-bench --case cifar_d6_w10k_b4096 --precision bf16-mixed      # on a GPU
     grelu-bench --case tiny --device cpu                               # anywhere, seconds
 
-Exit codes: 0 done, 1 the reference script failed, 2 bad arguments.
+Exit codes (lightning_grelu/errors.py: TABLE): 0 done, 1 a crash or the reference script failed, 2 bad
+arguments or a machine that cannot run it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 
 from lightning_grelu.bench import CASES, MODES, print_table, run_case, write_results
-from lightning_grelu.errors import ArgumentParser
+from lightning_grelu.errors import ArgumentParser, SuiteError, fail
 
 
 def _count(low: int):
@@ -72,22 +73,24 @@ def main(argv: list[str] | None = None) -> None:
 
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
-    results = run_case(args.case, args.modes, precision, device, args.warmup, args.steps, args.repeats,
-                       inner_steps=args.inner_steps)
-    print_table(results)
-    reference = []
-    if args.reference:
-        out = subprocess.run([sys.executable, args.reference], capture_output=True, text=True)
-        if out.returncode != 0:
-            print(f"grelu-bench: error: the reference {args.reference} failed: "
-                  f"{(out.stderr.strip().splitlines() or ['(no stderr)'])[-1]}", file=sys.stderr)
-            sys.exit(1)
-        reference = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-        print(f"reference {args.reference}: {len(reference)} records")
-    if args.out:
-        write_results(Path(args.out), results, "grelu-bench " + " ".join(sys.argv[1:] if argv is None else argv),
-                      device, reference)
-        print(f"wrote {args.out}")
+    try:
+        results = run_case(args.case, args.modes, precision, device, args.warmup, args.steps, args.repeats,
+                           inner_steps=args.inner_steps)
+        print_table(results)
+        reference = []
+        if args.reference:
+            out = subprocess.run([sys.executable, args.reference], capture_output=True, text=True)
+            if out.returncode != 0:  # told as a crash (exit 1): the reference's own last line
+                raise SuiteError(f"the reference {args.reference} failed: "
+                                 f"{(out.stderr.strip().splitlines() or ['(no stderr)'])[-1]}")
+            reference = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+            print(f"reference {args.reference}: {len(reference)} records")
+        if args.out:
+            write_results(Path(args.out), results, "grelu-bench " + " ".join(sys.argv[1:] if argv is None else argv),
+                          device, reference)
+            print(f"wrote {args.out}")
+    except Exception as e:  # one line, the kind's exit code (errors.TABLE)
+        fail("grelu-bench", e, "HYDRA_FULL_ERROR=1 for the traceback")
 
 
 

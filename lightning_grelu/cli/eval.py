@@ -5,19 +5,19 @@
     grelu-eval ckpt_path=.../last.ckpt data=fashion_mnist splits=[test]         # other data of its shape
 
 Writes ``<run_dir>/eval/<ckpt>[-<overrides>].json`` (or ``out=...``); a result there is never overwritten
-unless ``overwrite=true``. Exit codes: 0 done, 1 failed, 2 bad arguments, checkpoint or data.
+unless ``overwrite=true``. Exit codes (lightning_grelu/errors.py: TABLE): 0 done, 1 crashed, 2 bad
+arguments or checkpoint, or a machine that cannot run it (missing data files, no GPU).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
 from lightning_grelu.config_check import CONF_DIR
-from lightning_grelu.errors import EXIT_CONFIG, EXIT_FAILED, ConfigError
+from lightning_grelu.errors import ConfigError, fail
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
@@ -29,14 +29,8 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     overrides = list(HydraConfig.get().overrides.task)
     try:
         record, out = evaluate(eval_config(cfg, overrides), overrides)
-    except ConfigError as e:
-        print(f"grelu-eval: error: {e}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
-    except Exception as e:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"grelu-eval: error: {type(e).__name__}: {e} (HYDRA_FULL_ERROR=1 for the traceback)", file=sys.stderr)
-        sys.exit(EXIT_FAILED)
+    except Exception as e:  # one line, the kind's exit code (errors.TABLE)
+        fail("grelu-eval", e)
     keys = [k for k in record if "/" in k or k.startswith("n_")]
     width = max(len(k) for k in keys)
     for k in keys:
@@ -48,9 +42,8 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     if not any(a.startswith("ckpt_path=") for a in sys.argv[1:]) and not any(a.startswith("-") for a in sys.argv[1:]):
-        print("grelu-eval: error: ckpt_path is missing: grelu-eval ckpt_path=RUN_DIR/checkpoints/last.ckpt (then any overrides)",
-              file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
+        fail("grelu-eval", ConfigError("ckpt_path is missing: grelu-eval ckpt_path=RUN_DIR/checkpoints/last.ckpt "
+                                       "(then any overrides)"))
     _hydra_main()
 
 

@@ -6,15 +6,18 @@ project; prints a table and writes ``report.md``, ``report.csv`` and ``loss_curv
     grelu-report --study ackley_width_lr --storage sqlite:///sweeps_out/ackley_width_lr/study.db
     grelu-report --wandb ENTITY/PROJECT                   # online: W&B's public API
 
-Exit codes: 0 done, 2 bad arguments or unreadable records.
+``--out`` is new or holds an earlier report: a report replaces it as a whole, so a file, a link, an input
+or any other directory is refused. Exit codes (lightning_grelu/errors.py: TABLE): 0 done, 2 bad arguments or
+unreadable records, or a storage that cannot be read, 1 a crash.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
-from lightning_grelu.errors import ArgumentParser, EXIT_CONFIG
+from lightning_grelu.errors import ArgumentParser, ConfigError, fail
 
 DEFAULT_METRICS = ["train/sse", "train/mse", "test/sse", "test/acc", "steps_to_eps", "wall_time_s"]
 DEFAULT_BY = "experiment_name,model.name"
@@ -35,9 +38,7 @@ def check_by(runs, by: list[str]) -> None:
     unknown = [k for k in by if k not in have]
     if unknown:
         shown = ", ".join(k for k in have if not k.startswith(("paths.", "hydra.")))
-        print(f"grelu-report: error: --by {','.join(unknown)}: no run has this key; the runs' keys: {shown}",
-              file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
+        raise ConfigError(f"--by {','.join(unknown)}: no run has this key; the runs' keys: {shown}")
 
 
 def parse_args(argv):
@@ -57,7 +58,36 @@ def parse_args(argv):
         p.error("give run directories, --study with --storage, or --wandb ENTITY/PROJECT")
     if args.study and not args.storage:
         p.error("--study needs --storage (the sweep's storage URL)")
+    problem = out_problem(Path(args.out), args.paths)
+    if problem:
+        p.error(f"--out {args.out}: {problem}")
     return args
+
+
+REPORT_FILES = ("report.md", "report.csv", "loss_curves.png")
+
+
+def out_problem(out: Path, inputs: list[str]) -> str | None:
+    """Why ``--out`` cannot take a report, or None. A report replaces its directory as a whole, so --out must be
+    new or hold an earlier report and nothing else: never a file, a link, an input or any other directory."""
+    if out.is_symlink():
+        return f"is a symbolic link (to {os.readlink(out)}); give the directory itself, or a new one"
+    if out.exists() and not out.is_dir():
+        return "is a file, not a report directory; give a new directory (a report replaces its --out as a whole)"
+    here = out.resolve()
+    for path in inputs:
+        given = Path(path).resolve()
+        if here == given or here in given.parents:
+            return (f"{'is' if here == given else 'holds'} the input {path}: the report would replace it; give "
+                    "another --out")
+    if out.is_dir():
+        other = sorted(p.name for p in out.iterdir() if p.name not in REPORT_FILES)
+        if other:
+            return (f"holds other files than a report ({', '.join(other[:3])}{', ...' if len(other) > 3 else ''}); "
+                    "a report replaces its --out as a whole: give a new directory")
+    from lightning_grelu.atomic import unwritable
+
+    return unwritable(out.parent)
 
 
 def collect(args):
@@ -126,20 +156,16 @@ def print_rows(rows: list[dict], by: list[str], width: int | None = None) -> Non
 
 
 def main(argv: list[str] | None = None) -> None:
-    from lightning_grelu.results.records import RecordError
-
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         runs = collect(args)
-    except RecordError as e:
-        print(f"grelu-report: error: {e}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
-    if not runs:
-        print("grelu-report: error: no run records found (directories holding summary.json)", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
-    by = [k for k in args.by.split(",") if k] if args.by is not None else default_by(runs)
-    check_by(runs, by)
-    rows = report(runs, by, [m for m in args.metrics.split(",") if m], args.curve, Path(args.out))
+        if not runs:
+            raise ConfigError("no run records found (directories holding summary.json)")
+        by = [k for k in args.by.split(",") if k] if args.by is not None else default_by(runs)
+        check_by(runs, by)
+        rows = report(runs, by, [m for m in args.metrics.split(",") if m], args.curve, Path(args.out))
+    except Exception as e:  # one line, the kind's exit code (errors.TABLE)
+        fail("grelu-report", e, "HYDRA_FULL_ERROR=1 for the traceback")
     print_rows(rows, by)
     print(f"grelu-report: {len(runs)} runs -> {args.out}/report.md, report.csv, loss_curves.png")
 

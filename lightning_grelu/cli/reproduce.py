@@ -8,8 +8,9 @@
 Writes ``results/<target>/<profile>/`` (README.md with the paper's numbers beside ours, CSV, PNG, and
 the run records in runs/), swapped in atomically. Run directories live in ``runs/reproduce/``:
 finished jobs are reused and interrupted ones resume from their last checkpoint (``--fresh`` redoes
-them). Exit codes: 0 done, 2 bad arguments or missing data (nothing run), 1 a job failed, 128+N stopped
-by signal N (run the same command again to go on).
+them). Exit codes (lightning_grelu/errors.py: TABLE): 0 done, 2 refused: bad arguments or job parameters, or
+a machine that cannot run the jobs (missing data, no GPU, a full disk), 1 a job crashed, 128+N stopped by
+signal N (run the same command again to go on).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import signal
 import sys
 from pathlib import Path
 
-from lightning_grelu.errors import ArgumentParser, ConfigError, EXIT_CONFIG, EXIT_FAILED
+from lightning_grelu.atomic import unwritable
+from lightning_grelu.errors import ArgumentParser, fail
 from lightning_grelu.signals import Interrupted, raise_on_signals
 
 
@@ -73,18 +75,6 @@ def parse_args(argv):
     return args, TARGETS
 
 
-def unwritable(path: Path) -> str | None:
-    """Why results could not be written under ``path`` (checked before any job runs), or None."""
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"{existing} is not a directory"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"{existing} is not writable"
-    return None
-
-
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args, targets = parse_args(argv)
@@ -111,20 +101,14 @@ def main(argv: list[str] | None = None) -> None:
             return
         dest = run_target(target, ctx, Path(args.results), Path(args.work), command, fresh=args.fresh,
                           device="gpu" if args.profile == "paper" else "cpu")
-    except ConfigError as e:
-        print(f"grelu-reproduce: error: {target.name}: {e}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
     except (Interrupted, KeyboardInterrupt) as e:
         e = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
         print(f"grelu-reproduce: {target.name}: {e}; finished jobs are kept: run the same command again to go on "
               "(the interrupted job resumes from its last checkpoint)", file=sys.stderr)
         sys.exit(e.exit_code)
-    except Exception as e:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"grelu-reproduce: error: {target.name}: {type(e).__name__}: {e} (finished jobs are kept and reused; "
-              "HYDRA_FULL_ERROR=1 for the traceback)", file=sys.stderr)
-        sys.exit(EXIT_FAILED)
+    except Exception as e:  # one line, the kind's exit code (errors.TABLE)
+        fail("grelu-reproduce", e, "finished jobs are kept and reused; HYDRA_FULL_ERROR=1 for the traceback",
+             where=target.name)
     print(f"grelu-reproduce: {target.name} ({args.profile}) -> {dest}/README.md")
 
 

@@ -5,13 +5,15 @@ storage) for N workers on one machine or many; a re-started worker resumes the s
     grelu-sweep sweep=ackley_width_lr sweep.storage=journal:///shared/fs/study.log     # many machines
     grelu-sweep sweep=ackley_width_lr sweep.storage=postgresql://user@host/optuna      # a cluster
 
-Before it claims a trial a worker checks that one can run here (the trial config composes and validates,
-the devices exist, out_dir and the storage are writable, the storage answers); a trial that fails for a
-reason of the machine's (no GPU, a full disk, missing data) goes back to the queue and stops the worker.
+Before it claims a trial a worker checks that one can run here (the trial config composes, validates and can
+be built, the devices exist, out_dir and the storage are writable, the storage answers); a trial that fails
+for a reason of the machine's (no GPU, a full disk, missing data) goes back to the queue and stops the worker.
 
-Exit codes: 0 done, 2 bad sweep spec or a machine that cannot run its trials (nothing was lost: the trial
-in hand is back in the queue), 128+N stopped by signal N (the trial in hand stopped at an epoch's end with
-its checkpoint and is back in the queue; start the worker again to go on).
+Exit codes (lightning_grelu/errors.py: TABLE): 0 done, 2 bad sweep spec or a machine that cannot run its trials
+(nothing was lost: the trial in hand is back in the queue), 1 the worker itself crashed, 128+N stopped by
+signal N (the trial in hand stopped at an epoch's end with its checkpoint and is back in the queue; start the
+worker again to go on). A trial whose own parameters are wrong, or that crashes, is failed with its reason
+and the worker goes on.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_grelu.config_check import validate
-from lightning_grelu.errors import EXIT_CONFIG, ConfigError
+from lightning_grelu.errors import ConfigError, MachineError, fail
 
 SWEEP_CONF_DIR = Path(__file__).resolve().parents[1] / "sweep_conf"
 
@@ -73,26 +75,32 @@ def whole_mappings(overrides: list[str]) -> list[str]:
 
 
 def check_trial_config(spec) -> None:
-    """Compose one trial's config (each parameter at its low end / first choice) before any trial runs,
-    so that an unknown key or a bad base fails now, in one line."""
+    """Compose a trial's config (each parameter at its low end / first choice, and each other choice of each
+    categorical parameter) before any trial runs, so that an unknown key, a bad base or a config that cannot
+    be built fails now, in one line, before any claim."""
+    from lightning_grelu.config_check import check_constructors
+    from lightning_grelu.memory import check_devices
     from lightning_grelu.sweeps.run_trial import compose_trial
 
-    try:
-        cfg = compose_trial("/tmp/unused", [*spec.base, *spec.sample_overrides()])
-    except Exception as e:
-        raise ConfigError(f"sweep: a trial's config does not compose: {str(e).splitlines()[0]}") from None
-    validate(cfg)
-    from lightning_grelu.memory import check_devices
-
-    check_devices(cfg.trainer)  # e.g. trial_overrides=['trainer=gpu'] on a CPU node: refused before any claim
+    for sample in spec.samples():
+        try:
+            cfg = compose_trial("/tmp/unused", [*spec.base, *sample])
+        except Exception as e:
+            raise ConfigError(f"sweep: a trial's config does not compose: {str(e).splitlines()[0]}") from None
+        try:
+            validate(cfg)
+            check_devices(cfg.trainer)  # e.g. trial_overrides=['trainer=gpu'] on a CPU node: refused before any claim
+            check_constructors(cfg, groups=("model", "data"))  # e.g. trial_overrides=['data=fashion_mnist'] under a base
+            # that sets data.n (model and data: the groups a base's keys and a trial's choices mix)
+        except ConfigError as e:
+            where = f" (at {', '.join(sample)})" if len(spec.samples()) > 1 else ""
+            raise ConfigError(f"sweep: a trial's config: {e}{where}") from None
     check_out_dir(Path(spec.out_dir))
 
 
 def check_out_dir(out_dir: Path) -> None:
     """out_dir can be made and written, with room for a trial's records."""
     import tempfile
-
-    from lightning_grelu.errors import MachineError
 
     existing = out_dir  # tried where it is, or where it would be made: a refused command makes nothing
     while not existing.exists() and existing != existing.parent:
@@ -129,14 +137,14 @@ def run(overrides: list[str] | None = None, node: dict | None = None) -> None:
         from lightning_grelu.sweeps.worker import work
 
         done = work(spec, progress=console.print)
-    except ConfigError as e:
-        _remove_if_empty(made, Path(spec.out_dir).resolve() if made else None)
-        print(f"grelu-sweep: error: {e}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
     except Interrupted as e:
         print(f"grelu-sweep: {e}: the trial in hand is back in the queue (it resumes from its checkpoint); start "
               "the worker again to go on", file=sys.stderr)
         sys.exit(e.exit_code)
+    except Exception as e:  # one line and the kind's exit code (errors.TABLE); a refusal leaves nothing it made
+        if isinstance(e, (ConfigError, MachineError)):
+            _remove_if_empty(made, Path(spec.out_dir).resolve() if made else None)
+        fail("grelu-sweep", e)
     console.print(f"{spec.name}: this worker ran {done['completed']} completed, {done['failed']} failed and "
                   f"{done['pruned']} pruned trials; storage {spec.storage_url()}")
 
@@ -169,8 +177,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     try:
         node = OmegaConf.to_container(cfg.sweep, resolve=True)
     except Exception as e:
-        print(f"grelu-sweep: error: {type(e).__name__}: {str(e).splitlines()[0]}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
+        fail("grelu-sweep", ConfigError(f"{type(e).__name__}: {str(e).splitlines()[0]}"))
     run(node=node)
 
 
@@ -180,18 +187,16 @@ def check_sweep_choice(args: list[str]) -> None:
     for a in args:
         key, sep, value = a.partition("=")
         if sep and key.lstrip("+") == "sweep" and value not in options:
-            print(f"grelu-sweep: error: unknown sweep {value!r}: choose one of {', '.join(options)} (sweep=NAME)",
-                  file=sys.stderr)
-            sys.exit(EXIT_CONFIG)
+            fail("grelu-sweep", ConfigError(f"unknown sweep {value!r}: choose one of {', '.join(options)} "
+                                            "(sweep=NAME)"))
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     check_sweep_choice(args)
     if any(a in ("-m", "--multirun") for a in args):
-        print("grelu-sweep: error: -m: a worker runs one study; start it N times for N workers (no Hydra multirun)",
-              file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
+        fail("grelu-sweep", ConfigError("-m: a worker runs one study; start it N times for N workers (no Hydra "
+                                        "multirun)"))
     if any(a.startswith("-") for a in args):  # --help, -h, --cfg job, --info, --shell-completion: Hydra's
         sys.argv = [sys.argv[0], *whole_mappings(args)]
         _hydra_main()

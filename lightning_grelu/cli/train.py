@@ -1,7 +1,8 @@
 """``grelu-train``: the Hydra entry point. ``grelu-train`` alone runs the embedded default (a small
 Ackley problem on CPU); any ``key=value`` override or ``group=option`` choice may follow.
 
-Exit codes: 0 completed, 1 failed, 2 bad config/data/arguments, 3 diverged, 128+N stopped by signal N
+Exit codes (lightning_grelu/errors.py: TABLE): 0 completed, 1 crashed (a fault of the suite), 2 refused: the
+job's parameters or this machine (devices, disk, memory, data files), 3 diverged, 128+N stopped by signal N
 (130 Ctrl-C, 143 SIGTERM; ``last.ckpt`` saved, resume with ``ckpt_path=last``). ``-m`` (a Hydra multirun)
 runs every job whatever the others did and exits with the code of the first job that did not complete.
 """
@@ -22,14 +23,13 @@ from omegaconf import DictConfig
 
 from lightning_grelu.commands import override, override_value, shell_line
 from lightning_grelu.config_check import CONF_DIR, check_conf_path, check_group_choice
-from lightning_grelu.errors import EXIT_CONFIG, EXIT_DIVERGED, EXIT_FAILED, ConfigError
+from lightning_grelu.errors import EXIT_CONFIG, EXIT_DIVERGED, EXIT_FAILED, ConfigError, MachineError, classify, fail
 
 GROUPS = ("model", "data", "trainer", "logger", "experiment", "callbacks")
 
 
-def _fail(message: str, code: int) -> None:
-    print(f"grelu-train: error: {message}", file=sys.stderr)
-    sys.exit(code)
+def _fail(e: Exception) -> None:
+    fail("grelu-train", e)
 
 
 def print_summary(s: dict) -> None:
@@ -141,10 +141,10 @@ def _refuse_last_without_run_dir(cfg: DictConfig) -> None:
     newest = newest_run_like(made)
     _remove_if_unused(made, Path(cfg.paths.root))
     if newest is None:
-        _fail("ckpt_path=last resumes the run in paths.run_dir=DIR, and none was given (no earlier run of this "
-              "config has a checkpoint); drop ckpt_path=last to start a new run", EXIT_CONFIG)
-    _fail(f"ckpt_path=last resumes the run in paths.run_dir=DIR, and none was given; the newest run of this config "
-          f"is {newest}: {resume_command(newest, _job_overrides())}", EXIT_CONFIG)
+        _fail(ConfigError("ckpt_path=last resumes the run in paths.run_dir=DIR, and none was given (no earlier run of "
+                          "this config has a checkpoint); drop ckpt_path=last to start a new run"))
+    _fail(ConfigError(f"ckpt_path=last resumes the run in paths.run_dir=DIR, and none was given; the newest run of "
+                      f"this config is {newest}: {resume_command(newest, _job_overrides())}"))
 
 
 def _run_job(cfg: DictConfig) -> tuple[int, dict | None]:
@@ -154,17 +154,13 @@ def _run_job(cfg: DictConfig) -> tuple[int, dict | None]:
 
     try:
         summary = train(cfg, notes=hydra_notes(cfg))
-    except ConfigError as e:
-        _remove_if_unused(_hydra_output_dir(), Path(cfg.paths.root))
-        _fail(str(e), EXIT_CONFIG)
     except Interrupted as e:
         _remove_if_unused(_hydra_output_dir(), Path(cfg.paths.root))
         _stopped(e, cfg)
-    except Exception as e:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        _fail(f"{type(e).__name__}: {e} (run dir {cfg.paths.run_dir}; HYDRA_FULL_ERROR=1 for the traceback)",
-              EXIT_FAILED)
+    except Exception as e:  # one line, the kind's exit code (errors.TABLE); a refused job leaves nothing behind
+        if classify(e) != "crash":
+            _remove_if_unused(_hydra_output_dir(), Path(cfg.paths.root))
+        fail("grelu-train", e, f"run dir {cfg.paths.run_dir}; HYDRA_FULL_ERROR=1 for the traceback")
     if int(os.environ.get("LOCAL_RANK", "0")) != 0 or int(os.environ.get("NODE_RANK", "0")) != 0:
         return 0, summary
     print_summary(summary)
@@ -205,7 +201,7 @@ def report_multirun() -> None:
     first such job (0 when all completed)."""
     if not OUTCOMES:
         return
-    names = {0: "completed", EXIT_FAILED: "crashed", EXIT_CONFIG: "refused (bad config)", EXIT_DIVERGED: "diverged"}
+    names = {0: "completed", EXIT_FAILED: "crashed", EXIT_CONFIG: "refused (parameters or machine)", EXIT_DIVERGED: "diverged"}
     bad = [(d, c) for d, c in OUTCOMES if c]
     for d, c in bad:
         print(f"grelu-train: job {d}: {names.get(c, f'exit {c}')}", file=sys.stderr)
@@ -260,10 +256,10 @@ def check_output_root(argv: list[str]) -> Path:
     if not existing.is_dir() or not _can_make_dirs_in(existing):
         why = "is not a directory" if not existing.is_dir() else "is not writable"
         if explicit:
-            _fail(f"cannot write the run directory paths.run_dir={root}: {existing} {why}; choose another "
-                  "paths.run_dir=... (or fix its permissions)", EXIT_CONFIG)
-        _fail(f"cannot create the run directory under paths.root={root}: {existing} {why}; choose another "
-              "paths.root=... (or fix its permissions)", EXIT_CONFIG)
+            _fail(MachineError(f"cannot write the run directory paths.run_dir={root}: {existing} {why}; choose "
+                               "another paths.run_dir=... (or fix its permissions)"))
+        _fail(MachineError(f"cannot create the run directory under paths.root={root}: {existing} {why}; choose "
+                           "another paths.root=... (or fix its permissions)"))
     return existing
 
 
@@ -283,16 +279,16 @@ def check_overrides(argv: list[str]) -> None:
             cfg = compose("train", overrides=[a for a in argv if not a.lstrip("+~").startswith("hydra.")])
     except (HydraException, OmegaConfBaseException) as e:
         line = composition_error(e)
-        _fail(line if " must be " in line else line + " (check the key and value; `grelu-train --cfg job` prints "
-              "every key)", EXIT_CONFIG)
+        _fail(ConfigError(line if " must be " in line else line + " (check the key and value; `grelu-train --cfg job` "
+                          "prints every key)"))
     try:  # the values, before Hydra makes a run directory and before torch and Lightning are imported
         validate(cfg)
         if str(cfg.trainer.get("accelerator")) in ("gpu", "cuda"):  # a GPU preset: torch alone tells
             from lightning_grelu.memory import check_devices
 
             check_devices(cfg.trainer)
-    except ConfigError as e:
-        _fail(str(e), EXIT_CONFIG)
+    except (ConfigError, MachineError) as e:
+        _fail(e)
 
 
 def explicit_run_dir(argv: list[str]) -> list[str]:
@@ -317,7 +313,7 @@ def main() -> None:
     try:
         check_conf_path()  # GRELU_CONF_PATH: its folders exist and hide none of the package's options
     except ConfigError as e:
-        _fail(str(e), EXIT_CONFIG)
+        _fail(e)
     # Check group choices before Hydra so that a typo gets one line, not Hydra's multi-line report.
     for arg in sys.argv[1:]:
         key, sep, value = arg.lstrip("+~").partition("=")
@@ -327,7 +323,7 @@ def main() -> None:
                 try:
                     check_group_choice(key, option.strip())
                 except ConfigError as e:
-                    _fail(str(e), EXIT_CONFIG)
+                    _fail(e)
     check_overrides(sys.argv[1:])
     _hydra_main()
     report_multirun()

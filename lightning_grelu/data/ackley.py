@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from lightning_grelu.data.base import DataError, Split, TensorDataModule
+from lightning_grelu.data.base import Split, TensorDataModule
+from lightning_grelu.errors import ConfigError
 
 
 def partner_index(d: int, partner: str) -> torch.Tensor:
@@ -26,7 +27,7 @@ def partner_index(d: int, partner: str) -> torch.Tensor:
         return (d - k - 2) % d
     if partner == "mirror":  # 1-based d+1-d'
         return d - 1 - k
-    raise DataError(f"data.partner must be 'cyclic' or 'mirror', got {partner!r}")
+    raise ConfigError(f"data.partner must be 'cyclic' or 'mirror', got {partner!r}")
 
 
 def ackley_targets(x: torch.Tensor, partner: str = "cyclic", cube: str = "self") -> torch.Tensor:
@@ -34,7 +35,7 @@ def ackley_targets(x: torch.Tensor, partner: str = "cyclic", cube: str = "self")
     x = x.to(torch.float64)
     p = x[:, partner_index(x.shape[1], partner)]
     if cube not in ("self", "partner"):
-        raise DataError(f"data.cube must be 'self' or 'partner', got {cube!r}")
+        raise ConfigError(f"data.cube must be 'self' or 'partner', got {cube!r}")
     c = x if cube == "self" else p
     ax = x.abs()
     terms = p * (torch.log(ax) * (torch.cos(x) + c ** 3 * torch.sin(x)) + torch.sqrt(ax))
@@ -51,13 +52,13 @@ class AckleyDataModule(TensorDataModule):
                  partner: str = "cyclic", cube: str = "self", **base):
         for name, v in (("n", n), ("d", d)):
             if not isinstance(v, int) or v < 1:
-                raise DataError(f"data.{name} must be an integer >= 1, got {v!r}")
+                raise ConfigError(f"data.{name} must be an integer >= 1, got {v!r}")
         for name, v in (("n_val", n_val), ("n_test", n_test)):
             if not isinstance(v, int) or v < 0:
-                raise DataError(f"data.{name} must be an integer >= 0, got {v!r}")
+                raise ConfigError(f"data.{name} must be an integer >= 0, got {v!r}")
         partner_index(1, partner)  # validate early
         if cube not in ("self", "partner"):
-            raise DataError(f"data.cube must be 'self' or 'partner', got {cube!r}")
+            raise ConfigError(f"data.cube must be 'self' or 'partner', got {cube!r}")
         super().__init__(**base)
         self.n, self.d, self.n_val, self.n_test = n, d, n_val, n_test
         self.data_seed, self.partner, self.cube = data_seed, partner, cube

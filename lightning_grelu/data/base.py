@@ -12,6 +12,7 @@ import lightning as L
 import torch
 
 from lightning_grelu.data.batches import TensorBatches
+from lightning_grelu.errors import ConfigError, MachineError
 
 
 @dataclass
@@ -26,8 +27,9 @@ class Split:
         return Split(self.x.to(device, non_blocking=True), self.y.to(device, non_blocking=True))
 
 
-class DataError(ValueError):
-    """A data file or data setting is unusable; the message names it and says what to do."""
+class DataError(MachineError):
+    """A data file is missing or damaged: the machine's data, not the job's parameters (a bad data setting is a
+    ConfigError); the message names the file and says what to do."""
 
 
 class TensorDataModule(L.LightningDataModule):
@@ -36,7 +38,7 @@ class TensorDataModule(L.LightningDataModule):
                  test_every_epoch: bool = False):
         super().__init__()
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise DataError(f"data.batch_size must be an integer >= 1 or null (full batch), got {batch_size!r}")
+            raise ConfigError(f"data.batch_size must be an integer >= 1 or null (full batch), got {batch_size!r}")
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.standardize_x, self.standardize_y, self.on_device = standardize_x, standardize_y, on_device
         self.test_every_epoch = test_every_epoch  # evaluate the test split beside val every epoch (Fig. 3c)

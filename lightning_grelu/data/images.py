@@ -15,6 +15,7 @@ import torch
 
 from lightning_grelu.data.base import DataError, Split, TensorDataModule
 from lightning_grelu.data.randaugment import BatchRandAugment
+from lightning_grelu.errors import ConfigError
 
 
 class ImageDataModule(TensorDataModule):
@@ -27,9 +28,9 @@ class ImageDataModule(TensorDataModule):
         base["standardize_x"] = False  # images are standardized per channel in featurize
         super().__init__(**base)
         if not isinstance(val_size, int) or val_size < 0:
-            raise DataError(f"data.val_size must be an integer >= 0, got {val_size!r}")
+            raise ConfigError(f"data.val_size must be an integer >= 0, got {val_size!r}")
         if limit_train is not None and (not isinstance(limit_train, int) or limit_train < 1):
-            raise DataError(f"data.limit_train must be an integer >= 1 or null, got {limit_train!r}")
+            raise ConfigError(f"data.limit_train must be an integer >= 1 or null, got {limit_train!r}")
         self.data_dir, self.download, self.unit_norm = data_dir, download, unit_norm
         self.augment, self.val_size, self.split_seed, self.limit_train = augment, val_size, split_seed, limit_train
         self._randaugment = BatchRandAugment(num_ops=num_ops, magnitude=magnitude) if augment else None
@@ -49,7 +50,7 @@ class ImageDataModule(TensorDataModule):
         gen = torch.Generator().manual_seed(int(self.split_seed))
         order = torch.randperm(x.shape[0], generator=gen)
         if self.val_size >= x.shape[0]:
-            raise DataError(f"data.val_size={self.val_size} leaves no training images (the train set has {x.shape[0]})")
+            raise ConfigError(f"data.val_size={self.val_size} leaves no training images (the train set has {x.shape[0]})")
         parts = {"val": order[:self.val_size], "train": order[self.val_size:]}
         if self.limit_train is not None:
             parts["train"] = parts["train"][:self.limit_train]

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from lightning_grelu.data.base import DataError, Split, TensorDataModule
+from lightning_grelu.errors import ConfigError
 
 PARAMS = ["MWG", "NWG", "KWG", "MDIMC", "NDIMC", "MDIMA", "NDIMB", "KWI", "VWM", "VWN", "STRM", "STRN", "SA", "SB"]
 RUNS = ["Run1 (ms)", "Run2 (ms)", "Run3 (ms)", "Run4 (ms)"]
@@ -77,11 +78,11 @@ class SGEMMDataModule(TensorDataModule):
         base.setdefault("standardize_y", True)
         super().__init__(**base)
         if target not in ("log_mean", "log_runs"):
-            raise DataError(f"data.target must be 'log_mean' or 'log_runs', got {target!r}")
+            raise ConfigError(f"data.target must be 'log_mean' or 'log_runs', got {target!r}")
         if inputs not in ("params", "paper18"):
-            raise DataError(f"data.inputs must be 'params' or 'paper18', got {inputs!r}")
+            raise ConfigError(f"data.inputs must be 'params' or 'paper18', got {inputs!r}")
         if not (0 <= val_frac < 1 and 0 <= test_frac < 1 and val_frac + test_frac < 1):
-            raise DataError(f"data.val_frac and data.test_frac must be in [0, 1) with a sum < 1, "
+            raise ConfigError(f"data.val_frac and data.test_frac must be in [0, 1) with a sum < 1, "
                             f"got {val_frac} and {test_frac}")
         self.data_dir, self.download, self.target, self.input_set = data_dir, download, target, inputs
         self.val_frac, self.test_frac, self.split_seed, self.limit_train = val_frac, test_frac, split_seed, limit_train

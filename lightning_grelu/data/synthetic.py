@@ -6,14 +6,15 @@ from __future__ import annotations
 import torch
 
 from lightning_grelu.data.ackley import sphere
-from lightning_grelu.data.base import DataError, Split, TensorDataModule
+from lightning_grelu.data.base import Split, TensorDataModule
+from lightning_grelu.errors import ConfigError
 
 
 class SyntheticDataModule(TensorDataModule):
     def __init__(self, n: int = 1024, d_in: int = 3072, d_out: int = 10, data_seed: int = 0, **base):
         for name, v in (("n", n), ("d_in", d_in), ("d_out", d_out)):
             if not isinstance(v, int) or v < 1:
-                raise DataError(f"data.{name} must be an integer >= 1, got {v!r}")
+                raise ConfigError(f"data.{name} must be an integer >= 1, got {v!r}")
         super().__init__(**base)
         self.n, self.dims, self.data_seed = n, (d_in, d_out), data_seed
 

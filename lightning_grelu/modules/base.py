@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 
 from lightning_grelu import faults
+from lightning_grelu.errors import ConfigError
 from lightning_grelu.modules import step_size
 from lightning_grelu.nets import ntk
 from lightning_grelu.nets.spec import NetSpec, param_dtype
@@ -29,15 +30,15 @@ class RegressionModule(L.LightningModule):
                  inner_steps: int = 1, lr_policy: str = "fixed", lr_scale: float = 1.0):
         super().__init__()
         if not isinstance(width, int) or width < 1:
-            raise ValueError(f"model.width must be an integer >= 1, got {width!r}")
+            raise ConfigError(f"model.width must be an integer >= 1, got {width!r}")
         if not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"model.depth must be an integer >= 1, got {depth!r}")
+            raise ConfigError(f"model.depth must be an integer >= 1, got {depth!r}")
         if not lr > 0:
-            raise ValueError(f"model.lr must be > 0, got {lr!r}")
+            raise ConfigError(f"model.lr must be > 0, got {lr!r}")
         if optimizer not in OPTIMIZERS:
-            raise ValueError(f"model.optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+            raise ConfigError(f"model.optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
         if not isinstance(inner_steps, int) or inner_steps < 1:
-            raise ValueError(f"model.inner_steps must be an integer >= 1, got {inner_steps!r}")
+            raise ConfigError(f"model.inner_steps must be an integer >= 1, got {inner_steps!r}")
         step_size.check_policy(lr_policy, lr_scale)
         self.save_hyperparameters()
         self.lr_info: dict = {}  # the step-size policy's choice, fixed at the first train start
@@ -125,7 +126,7 @@ class RegressionModule(L.LightningModule):
 
     def on_train_start(self):
         if self.inner_steps > 1 and self.trainer.num_training_batches != 1:
-            raise ValueError(f"model.inner_steps={self.inner_steps} needs full-batch data (one batch per epoch, "
+            raise ConfigError(f"model.inner_steps={self.inner_steps} needs full-batch data (one batch per epoch, "
                              "data.batch_size=null); with mini-batches it would repeat each batch")
         self.resolve_lr()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from lightning_grelu.modules.base import RegressionModule
+from lightning_grelu.errors import ConfigError
 from lightning_grelu.nets import GateCache, GReLUMLP, ReLUMLP
 from lightning_grelu.nets.spec import param_dtype
 
@@ -23,9 +24,9 @@ class GReLUModule(RegressionModule):
     def __init__(self, *args, gate_init: str = "independent", relu_checkpoint: str | None = None,
                  cache_gates: bool = True, **kwargs):
         if gate_init not in ("independent", "copy", "from_relu"):
-            raise ValueError(f"model.gate_init must be 'independent', 'copy' or 'from_relu', got {gate_init!r}")
+            raise ConfigError(f"model.gate_init must be 'independent', 'copy' or 'from_relu', got {gate_init!r}")
         if gate_init == "from_relu" and not relu_checkpoint:
-            raise ValueError("model.gate_init=from_relu needs model.relu_checkpoint=<path to a ReLU run's .ckpt>")
+            raise ConfigError("model.gate_init=from_relu needs model.relu_checkpoint=<path to a ReLU run's .ckpt>")
         self._gate_init, self._relu_checkpoint = gate_init, relu_checkpoint
         super().__init__(*args, **kwargs)
         self.save_hyperparameters()
@@ -88,11 +89,11 @@ def load_relu_net(path: str) -> ReLUMLP:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except FileNotFoundError:
-        raise ValueError(f"model.relu_checkpoint: no such file {path!r}") from None
+        raise ConfigError(f"model.relu_checkpoint: no such file {path!r}") from None
     hp = ckpt.get("hyper_parameters", {})
     try:
         net = ReLUMLP(hp["d_in"], hp["d_out"], hp["width"], hp["depth"], train_io=hp.get("train_io", False))
         net.load_state_dict({k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")})
     except (KeyError, RuntimeError) as e:
-        raise ValueError(f"model.relu_checkpoint {path!r} does not hold a ReLU run of this suite ({e})") from None
+        raise ConfigError(f"model.relu_checkpoint {path!r} does not hold a ReLU run of this suite ({e})") from None
     return net

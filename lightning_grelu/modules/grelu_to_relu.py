@@ -17,6 +17,7 @@ from dataclasses import replace
 import torch
 
 from lightning_grelu import faults
+from lightning_grelu.errors import ConfigError
 from lightning_grelu.modules.base import RegressionModule, all_reduce
 from lightning_grelu.modules.grelu import GReLUModule
 from lightning_grelu.nets import ReLUMLP, grelu_to_relu
@@ -32,11 +33,11 @@ class GReLUToReLUModule(GReLUModule):
     def __init__(self, *args, switch_epoch: int | None = None, ridge: float = 0.0, conversion_target: str = "carry",
                  exact_rtol: float | None = None, **kwargs):
         if conversion_target not in TARGETS:
-            raise ValueError(f"model.conversion_target must be one of {TARGETS}, got {conversion_target!r}")
+            raise ConfigError(f"model.conversion_target must be one of {TARGETS}, got {conversion_target!r}")
         if exact_rtol is not None and not (isinstance(exact_rtol, (int, float)) and 0 < exact_rtol < 1):
-            raise ValueError(f"model.exact_rtol must be a number in (0, 1) or null (by dtype), got {exact_rtol!r}")
+            raise ConfigError(f"model.exact_rtol must be a number in (0, 1) or null (by dtype), got {exact_rtol!r}")
         if not (isinstance(ridge, (int, float)) and ridge >= 0):
-            raise ValueError(f"model.ridge must be a number >= 0, got {ridge!r}")
+            raise ConfigError(f"model.ridge must be a number >= 0, got {ridge!r}")
         super().__init__(*args, **kwargs)
         self.save_hyperparameters()
         self.switch_epoch = switch_epoch  # None: half of max_epochs, fixed at fit start

@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import math
 
+from lightning_grelu.errors import ConfigError
+
 POLICIES = ("fixed", "theorem", "ntk")
 
 
 def check_policy(policy: str, scale: float) -> None:
     if policy not in POLICIES:
-        raise ValueError(f"model.lr_policy must be one of {POLICIES}, got {policy!r}")
+        raise ConfigError(f"model.lr_policy must be one of {POLICIES}, got {policy!r}")
     if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
-        raise ValueError(f"model.lr_scale must be a finite number > 0, got {scale!r}")
+        raise ConfigError(f"model.lr_scale must be a finite number > 0, got {scale!r}")
 
 
 def theorem_lr(d_x: int, n: int, depth: int, d_y: int) -> float:
@@ -47,7 +49,7 @@ def resolve(policy: str, scale: float, lr: float, *, d_x: int, n: int, depth: in
         found = found if isinstance(found, dict) else {"lambda_max": float(found)}
         lam = float(found["lambda_max"])
         if not (math.isfinite(lam) and lam > 0):
-            raise ValueError(f"model.lr_policy=ntk: the NTK's largest eigenvalue is {lam!r}; the net computes a "
+            raise ConfigError(f"model.lr_policy=ntk: the NTK's largest eigenvalue is {lam!r}; the net computes a "
                              "constant (all units dead?); use model.lr_policy=fixed")
         out["ntk/lambda_max_init"] = lam
         # how exactly lambda_max is known: lambda lies within rel_residual (relative) of an eigenvalue

@@ -22,14 +22,14 @@ def compose(run_dir: Path, overrides: list[str]):
 
 def check_data(job: Job, ctx: Context, work: Path) -> None:
     """Load the first job's data once: a missing or corrupt file stops the target before any run."""
-    from lightning_grelu.config_check import validate
-    from lightning_grelu.train import build_data
-
+    from lightning_grelu.config_check import check_constructors, validate
     from lightning_grelu.memory import check_devices
+    from lightning_grelu.train import build_data
 
     cfg = compose(work / job.label, [*job.overrides, *ctx.overrides])
     validate(cfg)
     check_devices(cfg.trainer)  # the paper profile or --override trainer=gpu without a GPU: refused now
+    check_constructors(cfg)  # e.g. --override data=fashion_mnist under a job that sets data.n
     build_data(cfg)
 
 

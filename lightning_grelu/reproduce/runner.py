@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from lightning_grelu.atomic import atomic_dir, write_atomic
-from lightning_grelu.errors import ConfigError
+from lightning_grelu.errors import ConfigError, MachineError
 from lightning_grelu.reproduce.job import Context
 from lightning_grelu.reproduce.target import Target, copy_records, header
 
@@ -26,7 +26,8 @@ def run_target(target: Target, ctx: Context, results_root: Path, work_root: Path
     with Lock(work, "--work (or wait: one grelu-reproduce of a target and profile at a time)"):
         try:
             return _run_target(target, ctx, results_root, work, command, fresh, progress, device)
-        except ConfigError:  # bad input writes nothing: not even the lock's folder, if only the lock is in it
+        except (ConfigError, MachineError):  # a refusal writes nothing: not even the lock's folder, if only the
+            # lock is in it
             if made is not None and all(p.is_dir() or p.name == ".lock" for p in made.rglob("*")):
                 shutil.rmtree(made, ignore_errors=True)
             raise

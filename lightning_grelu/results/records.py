@@ -11,11 +11,14 @@ from pathlib import Path
 
 import yaml
 
+from lightning_grelu.errors import ConfigError, MachineError
+
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's: a width scan has thousands of records
 
 
-class RecordError(Exception):
-    """A run record that cannot be read; the message names the file and what to do."""
+class RecordError(ConfigError):
+    """A run record that cannot be read (an input of the command: its parameter); the message names the file
+    and what to do."""
 
 
 @dataclass
@@ -115,18 +118,26 @@ def find_runs(root: str | Path) -> list[Run]:
 
 def runs_from_study(storage: str, study_name: str) -> list[Run]:
     """The run records of a sweep's trials (each trial's ``run_dir`` user attribute)."""
-    from lightning_grelu.sweeps.storage import make_storage
-
     import optuna
 
-    from lightning_grelu.errors import ConfigError
+    from lightning_grelu.errors import storage_failure
+    from lightning_grelu.sweeps.storage import make_storage
 
+    where = f"--study {study_name} --storage {storage}"
     try:
-        study = optuna.load_study(study_name=study_name, storage=make_storage(storage, retry_dead=False, create=False))
+        opened = make_storage(storage, retry_dead=False, create=False)
+        study = optuna.load_study(study_name=study_name, storage=opened)
     except KeyError:
-        raise RecordError(f"no study {study_name!r} in {storage}") from None
-    except ConfigError as e:  # a missing file, an unreachable server
-        raise RecordError(str(e)) from None
+        names = sorted(s.study_name for s in optuna.get_all_study_summaries(opened) if ":" not in s.study_name)
+        raise RecordError(f"{where}: no study {study_name!r} there (it holds "
+                          f"{', '.join(map(repr, names)) if names else 'no study'})") from None
+    except (ConfigError, MachineError) as e:  # a missing file, an unreachable server: named with the study
+        told = str(e).replace(f"sweep.storage {storage!r}: ", "").replace(f"sweep.storage {storage!r} ", "the storage ")
+        raise type(e)(f"{where}: {told}") from None
+    except Exception as e:
+        if storage_failure(e):  # a file that is not a study's storage, a damaged one
+            raise MachineError(f"{where}: cannot be read ({str(e.__cause__ or e).splitlines()[0]})") from None
+        raise
     runs = []
     for t in study.get_trials(deepcopy=False):
         run_dir = t.user_attrs.get("run_dir")

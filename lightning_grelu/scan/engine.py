@@ -25,7 +25,6 @@ import json
 import os
 import re
 import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,7 @@ from lightning_grelu.errors import ConfigError
 from lightning_grelu.scan import grid, runner
 from lightning_grelu.signals import SIGNALS, Interrupted
 from lightning_grelu.sweeps.spec import SweepSpec
-from lightning_grelu.sweeps.storage import HEARTBEAT_S, sync
+from lightning_grelu.sweeps.storage import Keeper, Watch, lost, storage_cause, sync
 from lightning_grelu.sweeps.worker import WORKER, fail_dead_trials, open_study, release, run_trial
 
 POLL_S = 0.5  # how often an idle worker looks again
@@ -99,6 +98,7 @@ class Engine:
         Path(scan.out_dir).mkdir(parents=True, exist_ok=True)
         self.series = [self._describe(s) for s in scan.series]
         self.study, self.storage = open_study(self.spec, placeholders=False)
+        self.watch = Watch(self.spec.storage_url())
         self.data = runner.DataCache()
         self._cfgs: dict = {}  # (series, seed) -> (config, resolved config)
         self._finished: dict[int, tuple | None] = {}  # trial number -> (params key, answer) of finished trials
@@ -116,14 +116,14 @@ class Engine:
             raise ConfigError(f"{self.scan.name}: a trial's config does not compose: {str(e).splitlines()[0]}") from None
 
     def _describe(self, overrides: dict) -> _Series:
-        from lightning_grelu.config_check import validate
-
+        from lightning_grelu.config_check import check_constructors, validate
         from lightning_grelu.errors import MachineError
         from lightning_grelu.memory import check_devices
 
         cfg = self.compose({**overrides, "model.width": self.scan.rule.low or 1, "seed": self.scan.seeds[0]})
         validate(cfg)
         check_devices(cfg.trainer)  # a GPU preset on a machine without one: one line, before the study is opened
+        check_constructors(cfg)  # a series whose config cannot be built: one line, before the study is opened
         if self.scan.device.startswith("cuda"):
             import torch
 
@@ -216,29 +216,39 @@ class Engine:
             torch.set_num_threads(self.scan.threads)
         previous = {s: signal.signal(s, self._on_signal) for s in SIGNALS}
         try:
-            while True:
-                self._check_signal()
-                fail_dead_trials(self.study, self.storage, self.spec)
-                answered, pending = self.states()
-                if self._needed(answered, pending):
-                    with self._enqueue_lock():
-                        answered, pending = self.states()  # again, under the lock: what another worker enqueued
-                        for params in self._needed(answered, pending):
-                            self.study.enqueue_trial(params, skip_if_exists=False, user_attrs={
-                                "params": params, "run_dir": str(self.scan.run_dir(params))})
-                    answered, pending = self.states()
-                claimed = self._claim()
-                if claimed:
-                    self._execute(claimed)
-                    continue
-                if self.finished(answered):
-                    self.progress(f"{self.scan.name}: every series is finished ({len(answered)} trials answered); "
-                                  f"this worker ran {self.ran['trials']} trials in {self.ran['batches']} batches")
-                    return self.ran
-                time.sleep(POLL_S)
+            return self._loop()
+        except Exception as e:  # the storage failing under this worker: one line (the trials in hand, RUNNING
+            cause = storage_cause(e, self.watch)  # under a dead pid, go back to the queue when it is back)
+            if cause is not None:
+                raise lost(self.spec.storage_url(), cause, "the trials in hand go back to the queue when it is back"
+                           ) from None
+            raise
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
+
+    def _loop(self) -> dict:
+        while True:
+            self.watch.check()
+            self._check_signal()
+            fail_dead_trials(self.study, self.storage, self.spec)
+            answered, pending = self.states()
+            if self._needed(answered, pending):
+                with self._enqueue_lock():
+                    answered, pending = self.states()  # again, under the lock: what another worker enqueued
+                    for params in self._needed(answered, pending):
+                        self.study.enqueue_trial(params, skip_if_exists=False, user_attrs={
+                            "params": params, "run_dir": str(self.scan.run_dir(params))})
+                answered, pending = self.states()
+            claimed = self._claim()
+            if claimed:
+                self._execute(claimed)
+                continue
+            if self.finished(answered):
+                self.progress(f"{self.scan.name}: every series is finished ({len(answered)} trials answered); "
+                              f"this worker ran {self.ran['trials']} trials in {self.ran['batches']} batches")
+                return self.ran
+            time.sleep(POLL_S)
 
     def _on_signal(self, signum, frame):
         if self._signal is not None:  # a second signal: stop at once
@@ -294,15 +304,12 @@ class Engine:
     def _execute(self, claimed) -> None:
         trial, params, s = claimed[0]
         if s.why_not_batched:  # grelu-train in its own process, as a sweep trial
-            run_trial(self.spec, self.study, self.storage, trial, fixed=True, distributions=self.distributions())
+            run_trial(self.spec, self.study, self.storage, trial, fixed=True, distributions=self.distributions(),
+                      watch=self.watch)
             self.ran["trials"] += 1
             return
-        stop = threading.Event()
-        beat = None
-        if isinstance(self.storage, optuna.storages.RDBStorage):  # other hosts must not think these are dead
-            beat = threading.Thread(target=_heartbeats, args=(self.storage, [c[0]._trial_id for c in claimed], stop),
-                                    daemon=True)
-            beat.start()
+        # heartbeats (other hosts must not think these are dead) and the storage file; a failure stops the batch
+        keeper = Keeper(self.storage, self.watch, [c[0]._trial_id for c in claimed]).__enter__()
         try:
             prepared = []
             for trial, params, s in claimed:
@@ -311,17 +318,21 @@ class Engine:
                 prepared.append(runner.prepare(cfg, run_dir, self.data, width=int(params["model.width"]),
                                                config=config))
             t0 = time.perf_counter()
-            outcomes = runner.run(prepared, self.scan.device, should_stop=lambda: self._signal is not None,
-                                  max_nets=self.scan.max_nets)
+            outcomes = runner.run(prepared, self.scan.device, max_nets=self.scan.max_nets,
+                                  should_stop=lambda: self._signal is not None or keeper.failure is not None)
             seconds = time.perf_counter() - t0
         except BaseException as e:
+            keeper.__exit__()
+            if keeper.failure is not None:  # the storage failed: it cannot take the trials back now
+                raise keeper.failure from None
             for trial, _, _ in claimed:  # nothing of the batch is final: back to the queue
                 release(self.storage, trial, f"stopped: {type(e).__name__}: {e}")
             if isinstance(e, runner_stopped()):
                 raise Interrupted(self._signal or signal.SIGTERM) from None
             raise
-        finally:
-            stop.set()
+        keeper.__exit__()
+        if keeper.failure is not None:
+            raise keeper.failure
         told = 0
         try:
             for (trial, params, s), p, out in zip(claimed, prepared, outcomes):
@@ -406,12 +417,6 @@ def runner_stopped():
     from lightning_grelu.scan.batched import Stopped
 
     return Stopped
-
-
-def _heartbeats(storage, trial_ids: list[int], stop: threading.Event) -> None:
-    while not stop.wait(HEARTBEAT_S / 2):
-        for tid in trial_ids:
-            storage.record_heartbeat(tid)
 
 
 def _answer_from_record(run_dir: str | None) -> dict | None:

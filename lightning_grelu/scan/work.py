@@ -4,7 +4,9 @@ One worker runs in this process; N > 1 start N worker processes on the scan's st
 cores / N torch threads: small nets gain more from more processes than from more threads) and wait for
 them, passing SIGTERM / SIGINT on to each once. Workers on other machines join by pointing at the same
 storage (``--storage postgresql://...``, or a journal file on a shared filesystem). Exit codes as
-grelu-sweep's: 0 done, 2 bad spec, 128+N stopped by signal N (their trials back in the queue).
+grelu-sweep's (errors.TABLE): 0 done, 2 bad spec or a machine that cannot run it, 1 a crash, 128+N stopped by
+signal N (their trials back in the queue); a worker that run_workers started exits with the ``trial_exit`` code
+of its kind, so that its parent tells it truthfully.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lightning_grelu.errors import EXIT_CONFIG, ConfigError
+from lightning_grelu.errors import ConfigError, MachineError, SuiteError, fail, kind_of_exit, message, trial_exit_code
 from lightning_grelu.scan import grid
 from lightning_grelu.scan.engine import Engine, Scan
 from lightning_grelu.signals import SIGNALS, Interrupted
@@ -39,7 +41,8 @@ def from_json(text: str) -> Scan:
 
 
 def run_workers(scan: Scan, workers: int = 1, progress=print) -> None:
-    """Work on the scan until it is finished, with ``workers`` local workers."""
+    """Work on the scan until it is finished, with ``workers`` local workers. A worker that stops is told in one
+    line of its kind (errors.TABLE), read from its exit code and its last line."""
     if workers <= 1:
         Engine(scan, progress).run()
         return
@@ -48,9 +51,10 @@ def run_workers(scan: Scan, workers: int = 1, progress=print) -> None:
     Engine(spec, progress)  # creates (or checks) the study once, before the workers race to it
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         f.write(to_json(spec))
-    env = {**os.environ, CHILD: "1"}  # a signal is told once, by this process, not once per worker
+    env = {**os.environ, CHILD: "1"}  # a signal or an error is told once, by this process, not once per worker
+    errs = [tempfile.TemporaryFile("w+") for _ in range(workers)]
     procs = [subprocess.Popen([sys.executable, "-m", "lightning_grelu.scan.work", f.name], start_new_session=True,
-                              env=env) for _ in range(workers)]
+                              env=env, stderr=err) for err in errs]
     got: list[int] = []
 
     def forward(signum, frame):
@@ -66,14 +70,29 @@ def run_workers(scan: Scan, workers: int = 1, progress=print) -> None:
         for s, h in previous.items():
             signal.signal(s, h)
         os.unlink(f.name)
+    texts = []
+    for err in errs:
+        err.seek(0)
+        texts.append(err.read())
+        err.close()
     if got:
         raise Interrupted(got[0])
-    bad = [c for c in codes if c != 0]
-    if bad:
-        if bad[0] > 128:
-            raise Interrupted(bad[0] - 128)
-        raise ConfigError(f"a scan worker exited {bad[0]} (see its message above); finished trials are kept: run "
-                          "the same command again to go on")
+    failed = [(c, t) for c, t in zip(codes, texts) if c != 0]
+    for code, text in zip(codes, texts):  # warnings of the workers that finished; a failed one's full text
+        if text.strip() and (code == 0 or os.environ.get("HYDRA_FULL_ERROR") == "1"):
+            sys.stderr.write(text)
+    if not failed:
+        return
+    code, text = min(failed, key=lambda f: kind_of_exit(f[0]) == "signal")  # an error before a stop
+    kind = kind_of_exit(code)
+    if kind == "signal":
+        raise Interrupted(code - 128)
+    line = ([ln for ln in text.splitlines() if ln.strip()] or [f"exit code {code}"])[-1]
+    line = line.removeprefix("scan worker: error: ")
+    if code < 0:
+        line = f"crash: killed by {signal.Signals(-code).name}"
+    error = {"parameter": ConfigError, "machine": MachineError}.get(kind, SuiteError)
+    raise error(f"a scan worker stopped: {line} (finished trials are kept: run the same command again to go on)")
 
 
 def _wait_all(procs) -> list[int]:
@@ -97,19 +116,19 @@ def main(argv: list[str] | None = None) -> int:
     path = (argv if argv is not None else sys.argv[1:])[0]
     try:
         Engine(from_json(Path(path).read_text()), progress=lambda line: print(line, flush=True)).run()
-    except ConfigError as e:
-        print(f"scan worker: error: {e}", file=sys.stderr)
-        return EXIT_CONFIG
     except Interrupted as e:
         if not os.environ.get(CHILD):
             print(f"scan worker: {e}: its trials are back in the queue", file=sys.stderr)
         return e.exit_code
     except Exception as e:  # the trials it held are back in the queue (Engine releases them); say why it stopped
-        import traceback
+        if not os.environ.get(CHILD):
+            fail("scan worker", e)
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            import traceback
 
-        traceback.print_exc()
-        print(f"scan worker: error: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+            traceback.print_exc()
+        print(f"scan worker: error: {message(e)}", file=sys.stderr)
+        return trial_exit_code(e)  # its parent (run_workers) reads the kind from it
     return 0
 
 

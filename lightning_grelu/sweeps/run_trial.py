@@ -3,24 +3,21 @@
 Composes grelu-train's config from the overrides (Hydra's compose API) and runs ``train(cfg)`` with
 ``ckpt_path=last``: a trial whose earlier attempt was stopped (a signal, its worker's death) continues
 from its checkpoint, and one that had finished is not run again. The run record in RUN_DIR is what the
-sweep reads. Exit codes as grelu-train's, and 4: pruned, 5: this machine cannot run it (no GPU, disk,
-data: not the trial's fault), 128+N: stopped by signal N.
+sweep reads. Its exit code tells the worker the outcome's kind (``trial_exit`` of errors.TABLE: 0 completed,
+1 crash, 2 the trial's parameters, 3 diverged, 4 pruned, 5 this machine cannot run it (no GPU, disk, data:
+not the trial's fault), 128+N stopped by signal N); its last line on stderr is the reason.
 """
 
 from __future__ import annotations
 
-import errno
 import sys
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
 from lightning_grelu.config_check import CONF_DIR
-from lightning_grelu.errors import EXIT_CONFIG, EXIT_DIVERGED, EXIT_FAILED, EXIT_MACHINE, ConfigError, MachineError
+from lightning_grelu.errors import EXIT_DIVERGED, EXIT_PRUNED, ConfigError, classify, message, trial_exit_code
 from lightning_grelu.signals import Interrupted
-
-EXIT_PRUNED = 4
-MACHINE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EIO)
 
 
 def compose_trial(run_dir: str, overrides: list[str]):
@@ -72,21 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     except optuna.TrialPruned as e:
         print(f"trial: {e}", file=sys.stderr)
         return EXIT_PRUNED
-    except MachineError as e:
-        print(f"trial: error: {e}", file=sys.stderr)
-        return EXIT_MACHINE
-    except ConfigError as e:
-        print(f"trial: error: {e}", file=sys.stderr)
-        return EXIT_CONFIG
-    except Interrupted as e:
-        print(f"trial: {e}", file=sys.stderr)
-        return e.exit_code
-    except OSError as e:
-        print(f"trial: error: {type(e).__name__}: {e}", file=sys.stderr)
-        return EXIT_MACHINE if e.errno in MACHINE_ERRNOS else EXIT_FAILED
-    except Exception as e:
-        print(f"trial: error: {type(e).__name__}: {e}", file=sys.stderr)
-        return EXIT_FAILED
+    except (Exception, Interrupted) as e:  # the last line is the trial's reason; the code tells its kind (errors.TABLE)
+        kind = classify(e)
+        print(f"trial: {message(e)}" if kind == "signal" else f"trial: error: {message(e)}", file=sys.stderr)
+        return trial_exit_code(e)
     if summary["status"] == "interrupted":
         print(f"trial: {summary.get('error')}", file=sys.stderr)
         return 128 + int(summary.get("signal", 15))

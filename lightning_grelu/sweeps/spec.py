@@ -83,6 +83,20 @@ class SweepSpec:
             sample += [f"{k}={v[0]}" for k, v in f.cells.items()] + [f"model.width={f.low}"]
         return sample
 
+    def samples(self) -> list[list[str]]:
+        """:meth:`sample_overrides`, and that point with each other choice of each categorical parameter or frontier
+        cell (a group choice such as ``model: [relu, grelu]`` changes which keys a trial's config holds), one at a
+        time."""
+        first = self.sample_overrides()
+        others = [(p.name, (p.choices or [])[1:]) for p in self.space if p.type == "categorical"]
+        if self.extra.get("frontier"):  # a frontier's cells (e.g. model: [relu, grelu]) likewise
+            others += [(k, list(v)[1:]) for k, v in parse_frontier(self.extra["frontier"]).cells.items()]
+        out = [first]
+        for name, values in others:
+            for value in values:
+                out.append([o for o in first if not o.startswith(f"{name}=")] + [f"{name}={value}"])
+        return out
+
 
 def _param(name: str, node: dict) -> Param:
     kind = node.get("type")

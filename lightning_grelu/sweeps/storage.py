@@ -7,15 +7,18 @@ from __future__ import annotations
 import json
 import os
 import random
+import threading
 import time
 import warnings
 from pathlib import Path
 
 import optuna
 
-from lightning_grelu.errors import ConfigError, MachineError
+from lightning_grelu import errors
+from lightning_grelu.errors import ConfigError, MachineError, storage_failure
 
 HEARTBEAT_S = 10
+WATCH_S = 1.0  # how often a worker looks at its storage file while a trial runs (one stat)
 DB_TIMEOUT_S = float(os.environ.get("GRELU_DB_TIMEOUT_S", 30))  # default bound on connecting to and each statement of a database (sweep.db_timeout_s)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental"
 
@@ -30,19 +33,38 @@ def check_url(url: str) -> None:
 
 
 
-class _BatchSyncedJournal(optuna.storages.journal.JournalFileBackend):
-    """Optuna's journal file without an fsync per operation (a width scan makes some 13 per trial, 3 ms each
-    here). Appends still take the file lock and reach the file at once, so a killed worker loses nothing;
-    :func:`sync` makes them durable, which a width scan does after every batch (a power cut loses at most the
-    batch in hand, which is run again; a torn last line is skipped by the reader)."""
+class _Journal(optuna.storages.journal.JournalFileBackend):
+    """Optuna's journal file, with appends that are all or nothing: a write that fails midway (a full disk) is cut
+    back, so the file never holds a torn line (Optuna's reader stops at one for good: the study could not be read
+    again), and a deleted journal is not re-made by the next append (it would hold only what follows).
+
+    ``fsync_each=False`` (a width scan, some 13 operations per trial at 3 ms each here): appends still take the
+    file lock and reach the file at once, so a killed worker loses nothing; :func:`sync` makes them durable,
+    which a width scan does after every batch (a power cut loses at most the batch in hand, which is run again)."""
+
+    def __init__(self, path: str, lock_obj, fsync_each: bool = True):
+        super().__init__(path, lock_obj=lock_obj)
+        self.fsync_each = fsync_each
 
     def append_logs(self, logs):
         from optuna.storages.journal._file import get_lock_file
 
+        data = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode("utf-8")
         with get_lock_file(self._lock):
-            text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
-            with open(self._file_path, "ab") as f:
-                f.write(text.encode("utf-8"))
+            fd = os.open(self._file_path, os.O_WRONLY | os.O_APPEND)
+            try:
+                start = os.lseek(fd, 0, os.SEEK_END)
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    if self.fsync_each:
+                        os.fsync(fd)
+                except OSError:
+                    os.ftruncate(fd, start)
+                    raise
+            finally:
+                os.close(fd)
 
     def sync(self) -> None:
         with open(self._file_path, "ab") as f:
@@ -52,7 +74,7 @@ class _BatchSyncedJournal(optuna.storages.journal.JournalFileBackend):
 def sync(storage) -> None:
     """Make a storage's writes durable where they are not at once (a width scan's journal)."""
     backend = getattr(storage, "_backend", None)
-    if isinstance(backend, _BatchSyncedJournal):
+    if isinstance(backend, _Journal) and not backend.fsync_each:
         backend.sync()
 
 
@@ -66,8 +88,7 @@ def make_storage(url: str, retry_dead: bool, timeout_s: float = DB_TIMEOUT_S, cr
         _check_parent(path, url, create)
         lock = optuna.storages.journal.JournalFileOpenLock(str(path))
         try:
-            backend = optuna.storages.journal.JournalFileBackend if fsync_each else _BatchSyncedJournal
-            return optuna.storages.JournalStorage(backend(str(path), lock_obj=lock))
+            return optuna.storages.JournalStorage(_Journal(str(path), lock_obj=lock, fsync_each=fsync_each))
         except OSError as e:
             raise MachineError(f"sweep.storage {url!r} cannot be opened: {e.strerror or e}") from None
     if url.startswith("postgresql://"):  # the driver this suite installs: psycopg 3
@@ -193,3 +214,105 @@ def retrying(make, what: str, timeout_s: float = DB_TIMEOUT_S, tries: int = 8):
 
 class StorageError(MachineError):
     """The study's storage cannot be reached or used: the machine's (or the server's) problem, not the sweep's."""
+
+
+def storage_file(url: str) -> Path | None:
+    """The file of a file storage (SQLite, journal), or None (a database server)."""
+    for scheme in ("sqlite:///", "journal://"):
+        if url.startswith(scheme):
+            return Path(url[len(scheme):]).absolute()
+    return None
+
+
+class Watch:
+    """A file storage that is deleted, replaced or truncated under a running worker: SQLite goes on writing to
+    the deleted file (every result then lost, exit 0) or fails later with a "malformed" traceback, and a journal
+    is re-made by the next append holding only what follows. :meth:`check` (one stat) says so instead."""
+
+    def __init__(self, url: str):
+        self.url, self.path = url, storage_file(url)
+        self.ident = self.size = None
+        if self.path is not None:
+            try:
+                st = os.stat(self.path)
+            except OSError:
+                self.path = None  # not made yet by this process (a database server, or nothing to watch)
+            else:
+                self.ident, self.size = (st.st_dev, st.st_ino), st.st_size
+
+    def check(self) -> None:
+        if self.path is None:
+            return
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            if self.url.startswith("sqlite"):  # the deleted database's write-ahead log would be replayed into a
+                for suffix in ("-wal", "-shm"):  # restored copy and damage it: SQLite removes it only if the
+                    Path(f"{self.path}{suffix}").unlink(missing_ok=True)  # database is still there at its close
+            raise StorageError(f"{self.path} was deleted") from None
+        if (st.st_dev, st.st_ino) != self.ident:
+            raise StorageError(f"{self.path} was replaced by another file")
+        if st.st_size < self.size:
+            raise StorageError(f"{self.path} was truncated ({self.size} -> {st.st_size} bytes)")
+        self.size = st.st_size
+
+
+class Keeper:
+    """While a worker holds trials: their heartbeats (RDB storages) and the storage :class:`Watch`, in a thread
+    that never prints a traceback. The first failure is kept in ``failure`` and ``on_failure`` is called once
+    (a worker stops its trial process, which keeps its checkpoint)."""
+
+    def __init__(self, storage, watch: Watch, trial_ids: list[int], on_failure=None):
+        self.storage, self.watch, self.trial_ids, self.on_failure = storage, watch, trial_ids, on_failure
+        self.failure: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "Keeper":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        beat = time.monotonic()
+        rdb = isinstance(self.storage, optuna.storages.RDBStorage)
+        while not self._stop.wait(WATCH_S):
+            try:
+                self.watch.check()
+                if rdb and time.monotonic() - beat >= HEARTBEAT_S / 2:
+                    for tid in self.trial_ids:
+                        self.storage.record_heartbeat(tid)
+                    beat = time.monotonic()
+            except Exception as e:  # noqa: BLE001 - kept and told by the worker, in one line
+                self.failure = e
+                if self.on_failure is not None:
+                    self.on_failure()
+                return
+
+
+def storage_cause(e: BaseException, watch: Watch) -> BaseException | None:
+    """The storage's part in a worker's failure, or None: its file went away or was cut (whatever failed first,
+    that is the cause), a database error, or a journal's own write failing for the machine's reason (its disk
+    full or read-only: journals fail as OSError)."""
+    try:
+        watch.check()
+    except StorageError as gone:
+        return gone
+    if isinstance(e, StorageError) or storage_failure(e):
+        return e
+    if isinstance(e, OSError) and watch.url.startswith("journal") and errors.classify(e) == "machine":
+        return e
+    return None
+
+
+def lost(url: str, e: BaseException, in_hand: str) -> StorageError:
+    """The one line for a storage that failed under a running worker: what happened, what became of the trial
+    in hand, what to do."""
+    cause = e if isinstance(e, StorageError) else (e.__cause__ or e)
+    what = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    return StorageError(f"the study's storage {url} failed while this worker ran ({what}); {in_hand}; finished "
+                        "trials keep their records. Restore the storage (e.g. from a backup) or fix its disk (space, "
+                        "permissions) and start the worker again, or start a new sweep in another sweep.out_dir")

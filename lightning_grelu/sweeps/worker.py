@@ -19,7 +19,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -28,13 +27,12 @@ import optuna
 from optuna.trial import TrialState
 
 from lightning_grelu import faults
-from lightning_grelu.errors import EXIT_MACHINE, ConfigError, MachineError
+from lightning_grelu.errors import EXIT_PRUNED, ConfigError, MachineError, kind_of_exit
 from lightning_grelu.signals import SIGNALS, Interrupted
 from lightning_grelu.sweeps import binding
-from lightning_grelu.sweeps.run_trial import EXIT_PRUNED
 from lightning_grelu.sweeps.sampling import make_sampler  # a trial's draw: (sweep.seed, trial.number)
 from lightning_grelu.sweeps.spec import SweepSpec
-from lightning_grelu.sweeps.storage import HEARTBEAT_S, make_storage, retrying
+from lightning_grelu.sweeps.storage import Keeper, Watch, lost, make_storage, retrying, storage_cause
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
@@ -208,13 +206,8 @@ def release(storage, trial: optuna.Trial, why: str) -> None:
     storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)
 
 
-def _heartbeat(storage, trial_id: int, stop: threading.Event) -> None:
-    while not stop.wait(HEARTBEAT_S / 2):
-        storage.record_heartbeat(trial_id)
-
-
 def run_trial(spec: SweepSpec, study: optuna.Study, storage, trial: optuna.Trial, fixed: bool = False,
-              distributions: dict | None = None) -> str:
+              distributions: dict | None = None, watch: Watch | None = None) -> str:
     if fixed:  # frontier mode: the parameters the trial was enqueued with, recorded as Optuna parameters over
         # the frontier's ranges (``distributions``), so that optuna-dashboard and the CLI can plot them
         params = storage.get_trial(trial._trial_id).system_attrs["fixed_params"]
@@ -235,10 +228,8 @@ def run_trial(spec: SweepSpec, study: optuna.Study, storage, trial: optuna.Trial
     if spec.pruner != "none":  # the trial process reports intermediate losses to this trial
         env.update(GRELU_SWEEP_STORAGE=spec.storage_url(), GRELU_SWEEP_STUDY=spec.name,
                    GRELU_SWEEP_TRIAL_ID=str(trial._trial_id))
-    stop = threading.Event()
     if isinstance(storage, optuna.storages.RDBStorage):
         storage.record_heartbeat(trial._trial_id)
-        threading.Thread(target=_heartbeat, args=(storage, trial._trial_id, stop), daemon=True).start()
     # its own session: Ctrl-C reaches the worker only, which passes each signal on exactly once
     proc = subprocess.Popen([sys.executable, "-m", "lightning_grelu.sweeps.run_trial", str(run_dir), *overrides],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
@@ -250,27 +241,36 @@ def run_trial(spec: SweepSpec, study: optuna.Study, storage, trial: optuna.Trial
         got.append(signum)
         proc.send_signal(signum)
 
+    # the storage failing meanwhile stops the trial at an epoch's end, with its checkpoint
+    keeper = Keeper(storage, watch or Watch(spec.storage_url()), [trial._trial_id],
+                    on_failure=lambda: proc.poll() is None and proc.send_signal(signal.SIGTERM))
     previous = {s: signal.signal(s, forward) for s in SIGNALS}
     try:
-        try:
-            _, err = proc.communicate(timeout=spec.trial_timeout_s)
-            code = proc.returncode
-            reason = (err.strip().splitlines() or [f"exit code {code}"])[-1]
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            code, reason = None, f"timed out after {spec.trial_timeout_s} s"
+        with keeper:
+            try:
+                _, err = proc.communicate(timeout=spec.trial_timeout_s)
+                code = proc.returncode
+                reason = (err.strip().splitlines() or [f"exit code {code}"])[-1].removeprefix("trial: error: ")
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                code, reason = None, f"timed out after {spec.trial_timeout_s} s"
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-        stop.set()
-    if got or (code is not None and code > 128):  # stopped by a signal: the trial is not done, nor failed
+    if keeper.failure is not None:
+        raise keeper.failure
+    kind = kind_of_exit(code) if code is not None else "crash"
+    if got or kind == "signal":  # stopped by a signal: the trial is not done, nor failed
         release(storage, trial, f"stopped by {signal.Signals(got[0] if got else code - 128).name}")
         raise Interrupted(got[0] if got else code - 128)
-    if code == EXIT_MACHINE:  # not the trial's fault: leave it for a machine that can run it
+    if kind == "machine":  # not the trial's fault: leave it for a machine that can run it
         release(storage, trial, f"machine problem on {WORKER}: {reason}")
-        raise MachineError(f"trial {trial.number} cannot run on this machine: {reason.removeprefix('trial: error: ')} "
+        raise MachineError(f"trial {trial.number} cannot run on this machine: {reason} "
                            "(the trial is back in the queue; fix this and start the worker again)")
+    if kind == "crash" and code is not None and code < 0:
+        reason = f"crash: killed by {signal.Signals(-code).name}"
+    (watch or Watch(spec.storage_url())).check()  # the study is still the one this worker claimed from
     summary = _finished_summary(run_dir) or _read_summary(run_dir)
     faults.point("tell")  # the trial has finished; the study does not know yet
     return tell(spec, study, storage, trial, code, reason, summary, diverged_answers=fixed)
@@ -326,23 +326,45 @@ def work(spec: SweepSpec, progress=print) -> dict[str, int]:
     """Run trials until none is waiting; returns what this worker did."""
     Path(spec.out_dir).mkdir(parents=True, exist_ok=True)
     study, storage = open_study(spec)
+    watch = Watch(spec.storage_url())
     done = {"completed": 0, "failed": 0, "pruned": 0}
-    while True:
-        fail_dead_trials(study, storage, spec)  # also while running: another worker may have died meanwhile
-        trial = claim(study, storage)
-        if trial is None:
-            if not any(done.values()):
-                c = counts(study)
-                progress(f"{spec.name}: nothing is waiting: {c['complete']} completed, {c['fail']} failed, "
-                         f"{c['pruned']} pruned, {c['running']} running of {study.user_attrs['n_trials']} trials "
-                         "(a larger sweep.n_trials adds trials)")
-            break
-        outcome = run_trial(spec, study, storage, trial)
-        done[outcome] += 1
-        c = counts(study)
-        best = ""
-        if c["complete"] and len(spec.objectives) == 1:
-            best = f", best {spec.objectives[0][0]} {study.best_value:.4g} (trial {study.best_trial.number})"
-        progress(f"{spec.name}: trial {trial.number} {outcome}; done {c['complete']}, failed {c['fail']}, "
-                 f"running {c['running']}, waiting {c['waiting']} of {study.user_attrs['n_trials']}{best}")
+    trial = None
+    try:
+        while True:
+            watch.check()
+            trial = None
+            fail_dead_trials(study, storage, spec)  # also while running: another worker may have died meanwhile
+            trial = claim(study, storage)
+            if trial is None:
+                if not any(done.values()):
+                    c = counts(study)
+                    progress(f"{spec.name}: nothing is waiting: {c['complete']} completed, {c['fail']} failed, "
+                             f"{c['pruned']} pruned, {c['running']} running of {study.user_attrs['n_trials']} trials "
+                             "(a larger sweep.n_trials adds trials)")
+                break
+            outcome = run_trial(spec, study, storage, trial, watch=watch)
+            done[outcome] += 1
+            c = counts(study)
+            best = ""
+            if c["complete"] and len(spec.objectives) == 1:
+                best = f", best {spec.objectives[0][0]} {study.best_value:.4g} (trial {study.best_trial.number})"
+            progress(f"{spec.name}: trial {trial.number} {outcome}; done {c['complete']}, failed {c['fail']}, "
+                     f"running {c['running']}, waiting {c['waiting']} of {study.user_attrs['n_trials']}{best}")
+    except Exception as e:  # the storage failing under this worker: one line, naming it and the trial in hand
+        cause = storage_cause(e, watch)
+        if cause is not None:
+            raise lost(spec.storage_url(), cause, in_hand(spec, trial)) from None
+        raise
     return done
+
+
+def in_hand(spec: SweepSpec, trial: optuna.Trial | None) -> str:
+    """What became of the trial a worker held when its storage failed (told in its one line)."""
+    if trial is None:
+        return "no trial was in hand"
+    run_dir = (Path(spec.out_dir) / "trials" / f"{trial.number:05d}").resolve()
+    if _finished_summary(run_dir) is not None:
+        return f"trial {trial.number} had finished (its record in {run_dir} is told to the study when it is back)"
+    if (run_dir / "checkpoints" / "last.ckpt").exists():
+        return f"trial {trial.number} stopped with its checkpoint in {run_dir} (it resumes from there)"
+    return f"trial {trial.number} had not begun training"
