@@ -121,11 +121,16 @@ _TYPE_WORDS = {"converted to Integer": "an integer", "converted to Float": "a nu
                "not a valid bool": "true or false", "converted to String": "a string"}
 
 
-def composition_error(e: Exception) -> str:
+def composition_error(e: Exception, overrides=()) -> str:
     """One line for a config that does not compose. A value Hydra's schema refuses (``model.width=abc``) is
-    told as the hand-written checks tell theirs: the key, what it must be, what it got."""
+    told as the hand-written checks tell theirs: the key, what it must be, what it got. Keys a group's schema
+    lacks, set by a config file (``data.n`` of ``experiment=ackley_small`` under ``data=fashion_mnist``), are told
+    as :func:`check_constructors` tells them: every such key of that file, and the group's option."""
     from omegaconf.errors import ValidationError
 
+    unknown = _unknown_keys(str(e), overrides)
+    if unknown:
+        return unknown
     cause = e if isinstance(e, ValidationError) else e.__cause__
     key = getattr(cause, "full_key", None)
     if isinstance(cause, ValidationError) and key:
@@ -137,6 +142,30 @@ def composition_error(e: Exception) -> str:
             return f"{key} must be {what}, got {got.group(1) if got else '?'!r} (set {key}=...)"
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()][:2]
     return ": ".join(lines).rstrip(".")
+
+
+def _unknown_keys(text: str, overrides) -> str | None:
+    """Hydra's "In 'experiment/X': ... Key 'k' not in 'SomeConf' ... full_key: group.k" -> the keys of group
+    that file sets and the schema lacks, and the option chosen for group (the last ``group=NAME`` override)."""
+    import yaml
+
+    found = re.search(r"In '([\w/.-]+)'.*?Key '\w+' not in '(\w+)'.*?full_key: (\w+)\.", text, re.S)
+    schema = getattr(config_schema, found.group(2), None) if found else None
+    if schema is None:
+        return None
+    where, group = found.group(1), found.group(3)
+    path = next((d / f"{where}.yaml" for d in conf_dirs() if (d / f"{where}.yaml").is_file()), None)
+    node = (yaml.safe_load(path.read_text()) or {}).get(group) if path else None
+    keys = sorted(k for k in node if k not in schema.__dataclass_fields__) if isinstance(node, dict) else []
+    if not keys:
+        return None
+    option = next((o.split("=", 1)[1] for o in reversed(list(overrides)) if o.lstrip("+~").startswith(f"{group}=")),
+                  None)
+    label = f"{group}={option}" if option else f"{group} ({schema.__name__})"
+    listed = " and ".join(f"{group}.{k}" for k in keys)
+    verb, them = ("is not a parameter", "it") if len(keys) == 1 else ("are not parameters", "them")
+    return (f"{listed} {verb} of {label} ({where.replace('/', '=', 1)} sets {them}); choose another {group} or "
+            f"another {where.split('/')[0]}")
 
 
 def _get(cfg, key: str):

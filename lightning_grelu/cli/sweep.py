@@ -78,7 +78,7 @@ def check_trial_config(spec) -> None:
     """Compose a trial's config (each parameter at its low end / first choice, and each other choice of each
     categorical parameter) before any trial runs, so that an unknown key, a bad base or a config that cannot
     be built fails now, in one line, before any claim."""
-    from lightning_grelu.config_check import check_constructors
+    from lightning_grelu.config_check import check_constructors, composition_error
     from lightning_grelu.memory import check_devices
     from lightning_grelu.sweeps.run_trial import compose_trial
 
@@ -86,7 +86,8 @@ def check_trial_config(spec) -> None:
         try:
             cfg = compose_trial("/tmp/unused", [*spec.base, *sample])
         except Exception as e:
-            raise ConfigError(f"sweep: a trial's config does not compose: {str(e).splitlines()[0]}") from None
+            raise ConfigError(f"sweep: a trial's config does not compose: "
+                              f"{composition_error(e, [*spec.base, *sample])}") from None
         try:
             validate(cfg)
             check_devices(cfg.trainer)  # e.g. trial_overrides=['trainer=gpu'] on a CPU node: refused before any claim

@@ -278,8 +278,8 @@ def check_overrides(argv: list[str]) -> None:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose("train", overrides=[a for a in argv if not a.lstrip("+~").startswith("hydra.")])
     except (HydraException, OmegaConfBaseException) as e:
-        line = composition_error(e)
-        _fail(ConfigError(line if " must be " in line else line + " (check the key and value; `grelu-train --cfg job` "
+        line = composition_error(e, argv)
+        _fail(ConfigError(line if " must be " in line or " parameter" in line else line + " (check the key and value; `grelu-train --cfg job` "
                           "prints every key)"))
     try:  # the values, before Hydra makes a run directory and before torch and Lightning are imported
         validate(cfg)

@@ -12,12 +12,13 @@ from lightning_grelu.reproduce.job import Context, Job
 
 
 def compose(run_dir: Path, overrides: list[str]):
+    from lightning_grelu.config_check import composition_error
     from lightning_grelu.sweeps.run_trial import compose_trial
 
     try:
         return compose_trial(str(run_dir), overrides)
     except Exception as e:
-        raise ConfigError(f"a job's config does not compose: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"a job's config does not compose: {composition_error(e, overrides)}") from None
 
 
 def check_data(job: Job, ctx: Context, work: Path) -> None:

@@ -108,12 +108,14 @@ class Engine:
 
     # -- what each series is ----------------------------------------------------------------------
     def compose(self, params: dict):
+        from lightning_grelu.config_check import composition_error
         from lightning_grelu.sweeps.run_trial import compose_trial
 
         try:
             return compose_trial("/tmp/unused", [*self.scan.base, *(f"{k}={v}" for k, v in params.items())])
         except Exception as e:
-            raise ConfigError(f"{self.scan.name}: a trial's config does not compose: {str(e).splitlines()[0]}") from None
+            raise ConfigError(f"{self.scan.name}: a trial's config does not compose: "
+                              f"{composition_error(e, [*self.scan.base, *(f'{k}={v}' for k, v in params.items())])}") from None
 
     def _describe(self, overrides: dict) -> _Series:
         from lightning_grelu.config_check import check_constructors, validate
