@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from lightning_grelu.config_check import CONF_DIR
+from postgres_server import postgres, postgres_server  # noqa: F401  (fixtures: a database per test, one server)
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")

@@ -14,7 +14,6 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from test_sweeps_postgres import postgres  # noqa: F401  (the fixture: a throwaway PostgreSQL server)
 
 REPRODUCE = str(Path(sys.executable).parent / "grelu-reproduce")
 SMALL = ["atlas", "--profile", "smoke", "--seeds", "2", "--part", "3/32"]  # 2 series of the smoke atlas
@@ -45,7 +44,7 @@ def once_each(ts) -> Counter:
 
 
 @pytest.mark.slow
-def test_three_postgres_and_two_sqlite_workers_make_the_one_workers_table(tmp_path, postgres):  # noqa: F811
+def test_three_postgres_and_two_sqlite_workers_make_the_one_workers_table(tmp_path, postgres):
     one, lite, pg = tmp_path / "one", tmp_path / "lite", tmp_path / "pg"
     for d in (one, lite, pg):
         d.mkdir()
