@@ -46,6 +46,37 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def together(module: str) -> bool:
+    """Whether a test module's tests must share one pytest-xdist worker: it makes a module-scoped fixture (an
+    uninterrupted run, an atlas: made once, not once per worker) or is marked `serial` (wall-clock bounds)."""
+    try:
+        text = (Path(__file__).parent.parent / module).read_text()
+    except OSError:
+        return False
+    return 'scope="module"' in text or "pytest.mark.serial" in text
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs `-n auto --dist loadgroup`. pytest-xdist 3.8 groups by renaming a test's node id, which
+    pytest 9 no longer allows (its xdist_group marks are silently ignored), so the grouping is done here: each
+    module that must stay together (see `together`) is one unit of work, every other test its own unit; the
+    biggest units start first."""
+    if config.getoption("dist", None) != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    modules: dict[str, bool] = {}
+
+    class ModuleOrTest(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            if module not in modules:
+                modules[module] = together(module)
+            return module if modules[module] else nodeid
+
+    return ModuleOrTest(config, log)
+
+
 def compose_cfg(run_dir: Path, *overrides: str):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
