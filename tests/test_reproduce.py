@@ -40,7 +40,7 @@ def data_dirs(tmp: Path) -> dict[str, list[str]]:
     sgemm = write_sgemm(tmp / "sgemm", n=300)
     # Fashion-MNIST in its official files too: the real set's 10,000 test images, evaluated after every epoch at
     # batch 60, were most of these targets' time (test_datasets.py trains on the real files)
-    fmnist = write_fashion_mnist(tmp / "fmnist", n=160, n_test=40)
+    fmnist = write_fashion_mnist(tmp / "fmnist", n=160, n_test=100)  # inference times 64 single images
     return {"cifar": [f"data.data_dir={cifar}"],
             "sgemm": [f"data.data_dir={sgemm}", "data.limit_train=null", "data.batch_size=60"],
             "fmnist": [f"data.data_dir={fmnist}"]}
