@@ -76,6 +76,8 @@ LIGHT_REFUSALS = [  # (module, arguments, what the one line says): refused befor
     ("reproduce", ["table9"], "table9"),
     ("report", ["/no/such/runs"], "/no/such/runs"),
     ("eval", [], "ckpt_path"),
+    ("bench", ["--steps", "0"], "--steps"),
+    ("bench", ["--case", "huge"], "huge"),
 ]
 
 
