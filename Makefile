@@ -5,6 +5,9 @@ PY     := $(VENV)/bin/python
 # The torch/torchvision builds that resolve offline on the project's x86_64 machines; override freely.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
+# test processes (pytest-xdist): one per core; tests that assert wall-clock bounds share one (tests/conftest.py)
+PYTEST_WORKERS ?= auto
+XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
 
 .PHONY: setup run test test-fast test-gpu gpu-check gpu-check-offline wheels clean
 
@@ -22,10 +25,10 @@ run: setup
 	$(VENV)/bin/grelu-train model=relu
 
 test: setup
-	WANDB_MODE=offline $(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
+	WANDB_MODE=offline $(PY) -m pytest -q $(XDIST) --durations=30 $(PYTEST_ARGS)
 
 test-fast: setup
-	WANDB_MODE=offline $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	WANDB_MODE=offline $(PY) -m pytest -q $(XDIST) -m "not slow" --durations=15 $(PYTEST_ARGS)
 
 # The GPU tests alone (skipped, with the reason, where no CUDA device is visible).
 test-gpu: setup

@@ -1,8 +1,11 @@
 """Crash points, for the tests that prove what survives a crash (and for anyone checking their own set-up).
 
-``GRELU_DIE_AT=<point>[:<n>]`` sends this process SIGKILL the n-th time (default: the first) it reaches
-``<point>``: a real, uncatchable kill at a chosen moment. Points:
+``GRELU_DIE_AT=<point>[:<n>[:<SIGNAL>]]`` sends this process SIGKILL (or the named signal, e.g. SIGTERM) the
+n-th time (default: the first) it reaches ``<point>``: a real, uncatchable kill at a chosen moment, or a signal
+that arrives exactly there rather than wherever a race puts it. Points:
 
+- ``before_training``: grelu-train has parsed its command line and Hydra has made the run directory; training
+  (torch, Lightning) is not yet imported;
 - ``train_step``: inside a training step;
 - ``checkpoint``: a checkpoint's bytes are in its temp file, not yet renamed into place;
 - ``switch``: the GReLU->ReLU solve has finished, the weights are not yet replaced;
@@ -21,7 +24,8 @@ from __future__ import annotations
 import os
 import signal
 
-_TARGET, _, _NTH = (os.environ.get("GRELU_DIE_AT") or "").partition(":")
+_TARGET, _, _REST = (os.environ.get("GRELU_DIE_AT") or "").partition(":")
+_NTH, _, _SIGNAL = _REST.partition(":")
 _RAISE, _, _RAISE_NTH = (os.environ.get("GRELU_RAISE_AT") or "").partition(":")
 _seen: dict[str, int] = {}
 
@@ -35,6 +39,6 @@ def point(name: str) -> None:
         return
     _seen[name] = _seen.get(name, 0) + 1
     if name == _TARGET and _seen[name] == int(_NTH or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.Signals[_SIGNAL] if _SIGNAL else signal.SIGKILL)
     if name == _RAISE and _seen[name] == int(_RAISE_NTH or 1):
         raise InjectedCrash(f"injected at {name} (GRELU_RAISE_AT)")

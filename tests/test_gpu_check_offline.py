@@ -23,7 +23,7 @@ SLOW_HERE = ["--bound", "install=300", "--bound", "imports=120", "--bound", "smo
 
 COMMIT = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # bounds in seconds: one after another (conftest.together)
 
 
 def checkout_copy(dest: Path) -> Path:

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 from _steps import Step, run_step  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # bounds in seconds: one after another (conftest.together)
 
 # the step starts a child that ignores SIGTERM, writes its pid, then both sleep
 STUBBORN = """import os, signal, subprocess, sys, time

@@ -95,19 +95,22 @@ def test_time_to_target_fires_at_the_right_step_and_can_stop_there(tmp_path):
 
 def test_probes_off_add_no_forward_passes(tmp_path, monkeypatch):
     calls = {"forward": 0, "trace": 0, "gates": 0}
-    for name, cls in (("forward", GReLUMLP), ("trace", GReLUMLP)):
-        original = getattr(cls, name)
+    for name in calls:
+        original = getattr(GReLUMLP, name)
 
         def counted(self, *a, _orig=original, _name=name, **k):
             calls[_name] += 1
             return _orig(self, *a, **k)
-        monkeypatch.setattr(cls, name, counted)
+        monkeypatch.setattr(GReLUMLP, name, counted)
     s = train(compose_cfg(tmp_path / "off", *TINY, "model=grelu", "callbacks=none", "trainer.max_epochs=12"))
-    # one forward per step, plus the initial and the final evaluation of the training set
-    assert calls == {"forward": s["steps"] + 2, "trace": 0, "gates": 0}
-    calls.update(forward=0, trace=0)
+    # one forward per step, plus the initial and the final evaluation of the training set; the gate path
+    # runs twice in all: the initial evaluation (before the cache exists) and the cache's one batch (10 rows):
+    # every step and the final evaluation read the cache
+    assert s["steps"] == 12 and calls == {"forward": 12 + 2, "trace": 0, "gates": 2}
+    calls.update(forward=0, trace=0, gates=0)
     train(compose_cfg(tmp_path / "on", *TINY, "model=grelu", "callbacks=[dynamics]", "trainer.max_epochs=12"))
-    assert calls["trace"] == 12 + 1 and calls["forward"] == 12 + 2
+    # the pattern probe traces the probe set at the start and after each epoch, each trace one gate pass
+    assert calls == {"forward": 12 + 2, "trace": 12 + 1, "gates": 2 + 12 + 1}
 
 
 @pytest.mark.parametrize("args,gates", [

@@ -14,7 +14,6 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from test_sweeps_postgres import postgres  # noqa: F401  (the fixture: a throwaway PostgreSQL server)
 
 REPRODUCE = str(Path(sys.executable).parent / "grelu-reproduce")
 SMALL = ["atlas", "--profile", "smoke", "--seeds", "2", "--part", "3/32"]  # 2 series of the smoke atlas
@@ -44,13 +43,21 @@ def once_each(ts) -> Counter:
     return Counter(tuple(sorted((k, str(v)) for k, v in t.user_attrs["params"].items())) for t in ts)
 
 
-@pytest.mark.slow
-def test_three_postgres_and_two_sqlite_workers_make_the_one_workers_table(tmp_path, postgres):  # noqa: F811
-    one, lite, pg = tmp_path / "one", tmp_path / "lite", tmp_path / "pg"
-    for d in (one, lite, pg):
-        d.mkdir()
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory) -> Path:
+    """The scan run undisturbed by one worker on its journal file: the table and trials the others must equal
+    (made once for the tests below, which only read it)."""
+    one = tmp_path_factory.mktemp("one")
     out = reproduce(one, "--workers", "1")
     assert out.returncode == 0, out.stderr
+    return one
+
+
+@pytest.mark.slow
+def test_three_postgres_and_two_sqlite_workers_make_the_one_workers_table(tmp_path, postgres, one_worker):
+    one, lite, pg = one_worker, tmp_path / "lite", tmp_path / "pg"
+    for d in (lite, pg):
+        d.mkdir()
     ref = once_each(trials(f"journal:///{one}/work/atlas/smoke/study.log"))
     assert set(ref.values()) == {1}
     for d, storage, n in ((lite, f"sqlite:///{lite}/s.db", 2), (pg, postgres, 3)):
@@ -66,14 +73,12 @@ def test_three_postgres_and_two_sqlite_workers_make_the_one_workers_table(tmp_pa
 
 
 @pytest.mark.slow
-def test_a_killed_worker_loses_nothing_and_the_next_one_finishes_the_scan(tmp_path):
+def test_a_killed_worker_loses_nothing_and_the_next_one_finishes_the_scan(tmp_path, one_worker):
     """GRELU_DIE_AT=tell:5: the worker is SIGKILLed after writing a batch's records, at its 5th report to the study:
     4 trials told, one finished but untold, the rest of its batch RUNNING under a dead pid. The next worker tells
     the finished one from its record and runs the others again; the table equals an undisturbed run's."""
-    clean, hit = tmp_path / "clean", tmp_path / "hit"
-    for d in (clean, hit):
-        d.mkdir()
-    assert reproduce(clean, "--workers", "1").returncode == 0
+    clean, hit = one_worker, tmp_path / "hit"
+    hit.mkdir()
     died = reproduce(hit, "--workers", "1", env={"GRELU_DIE_AT": "tell:5"})
     assert died.returncode != 0
     storage = f"journal:///{hit}/work/atlas/smoke/study.log"

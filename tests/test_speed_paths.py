@@ -32,11 +32,10 @@ def test_inner_steps_do_not_coarsen_steps_to_eps(tmp_path):
 
 
 def test_inner_steps_refuse_mini_batches(tmp_path):
-    s = None
     from lightning_grelu.errors import ConfigError
     with pytest.raises(ConfigError, match="needs full-batch data"):
-        s = train(compose_cfg(tmp_path / "run", *TINY, "model.inner_steps=3", "data.batch_size=4"))
-    assert s is None
+        train(compose_cfg(tmp_path / "run", *TINY, "model.inner_steps=3", "data.batch_size=4"))
+    assert not list(tmp_path.rglob("*"))  # refused before anything of a run was written
 
 
 def test_grelu_bench_runs_on_cpu_and_reports_every_field(tmp_path):

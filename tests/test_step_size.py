@@ -42,6 +42,13 @@ def test_ntk_policy_is_stable_where_a_fixed_lr_diverges(cfg_for):
     assert ntk["status"] == "completed" and ntk["lr_policy"] == "ntk"
     assert ntk["lr"] == pytest.approx(1.0 / ntk["ntk/lambda_max_init"])
     assert ntk["train/sse"] < 1e-3 * ntk["initial/train_sse"]
+    # the step's lambda_max is the top eigenvalue of J J^T of the initial net on the training set (autograd's
+    # Jacobian here, not the operator the policy uses)
+    from lightning_grelu.data.ackley import sphere
+
+    x = sphere(10, 10, torch.Generator().manual_seed(0)).double()
+    top = torch.linalg.eigvalsh(jacobian_gram(GReLUMLP(10, 1, 200, 2, seed=0).double(), x))[-1].item()
+    assert ntk["ntk/lambda_max_init"] == pytest.approx(top, rel=1e-3)
 
 
 def test_theorem_policy_records_theorem_1s_step(cfg_for):

@@ -8,7 +8,6 @@ import pytest
 from optuna.trial import TrialState
 
 from test_sweeps import sweep
-from test_sweeps_postgres import postgres  # noqa: F401 (the throwaway-server fixture)
 
 TINY = "sweep.base=['experiment=ackley_small','callbacks=none','trainer.max_epochs=2','data.n=6']"
 
@@ -29,7 +28,7 @@ def points(url: str, storage, out, sampler: str) -> list[tuple]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sampler", ["random", "tpe"])
-def test_workers_and_a_restart_draw_distinct_points_reproducible_from_the_seed(tmp_path, postgres, sampler):  # noqa: F811
+def test_workers_and_a_restart_draw_distinct_points_reproducible_from_the_seed(tmp_path, postgres, sampler):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     sqlite_url = f"sqlite:///{tmp_path}/a/s.db"

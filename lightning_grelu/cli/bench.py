@@ -15,9 +15,7 @@ import json
 import subprocess
 from pathlib import Path
 
-import torch
-
-from lightning_grelu.bench import CASES, MODES, print_table, run_case, write_results
+from lightning_grelu.bench_cases import CASES, MODES
 from lightning_grelu.errors import ArgumentParser, SuiteError, fail
 
 
@@ -55,8 +53,6 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if min(args.warmup, args.steps, args.repeats, args.inner_steps) < 1:
         p.error("--warmup, --steps, --repeats and --inner-steps must be >= 1")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda: no CUDA device is visible here")
     if args.reference and not Path(args.reference).is_file():
         p.error(f"--reference {args.reference}: no such file (e.g. benchmarks/reference/gpu_anchor.py)")
     if args.out:  # fail before the benchmark runs, not after
@@ -65,6 +61,12 @@ def main(argv: list[str] | None = None) -> None:
             existing = existing.parent
         if not existing.is_dir():
             p.error(f"--out {args.out}: {existing} is not a directory")
+    import torch  # the arguments above are checked without it (seconds of imports)
+
+    from lightning_grelu.bench import print_table, run_case, write_results
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device is visible here")
     device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
                           else "cpu")
     precision = args.precision or ("bf16-mixed" if device.type == "cuda" else "32-true")

@@ -14,10 +14,13 @@ condition number against the steps, and GReLU against ReLU at matched width.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lightning_grelu.reproduce.target import Context, Target, seeds
 from lightning_grelu.scan import grid
-from lightning_grelu.scan.engine import Scan
+
+if TYPE_CHECKING:
+    from lightning_grelu.scan.engine import Scan
 
 MODELS = ("relu", "grelu")
 TARGETS = (1e-2, 1e-4, 1e-6, 1e-8)  # relative to the initial train SSE; float32 resolves 1e-8 here (tested)
@@ -57,6 +60,9 @@ def series(p: dict) -> list[dict]:
 
 
 def scan(ctx: Context, work: Path) -> Scan:
+    # the engine (optuna, torch) is imported to run or read a scan, not to list targets or refuse a command
+    from lightning_grelu.scan.engine import Scan
+
     p = PROFILES[ctx.profile]
     T = max(p["budgets"])
     base = ["callbacks=none", "model.lr_policy=ntk", "model.inner_steps=1", f"trainer.max_epochs={T}",

@@ -8,15 +8,18 @@ every width) and ``ntk`` (eta = 1 / lambda_max of each net's NTK at init), so a 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lightning_grelu.reproduce.common import color
 from lightning_grelu.reproduce.target import Context, Target, seeds
 from lightning_grelu.results import tables
 from lightning_grelu.results.plots import _pyplot
 from lightning_grelu.scan import grid
-from lightning_grelu.scan.engine import Scan
 from lightning_grelu.scan.grid import P_GRID
 from lightning_grelu.scan.verdict import VERDICTS
+
+if TYPE_CHECKING:
+    from lightning_grelu.scan.engine import Scan
 
 POLICIES = ("fixed", "ntk")  # the paper's one lr for every width; 1 / lambda_max(NTK) per net
 PROFILES = {
@@ -53,6 +56,9 @@ both ReLU and GReLU. In contrast, none of the runs with lower width converged, f
                           "problem itself (n=100, d=200, L=4) at nL and p <= 0.7, 2000 GD steps."}
 
     def scan(self, ctx: Context, work: Path) -> Scan:
+        # the engine (optuna, torch) is imported to run or read a scan, not to list targets or refuse a command
+        from lightning_grelu.scan.engine import Scan
+
         p = PROFILES[ctx.profile]
         base = [*p["base"], "callbacks=none", "model.inner_steps=1", *ctx.overrides]
         series = [{"model": model, "model.lr_policy": policy} for policy in POLICIES for model in ("relu", "grelu")]
