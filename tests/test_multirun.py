@@ -18,7 +18,7 @@ def test_a_diverged_or_refused_job_does_not_stop_the_multirun(tmp_path):
     assert "0" not in runs or not (runs["0"] / "summary.json").exists()
     assert json.loads((runs["1"] / "summary.json").read_text())["status"] == "diverged"
     assert json.loads((runs["2"] / "summary.json").read_text())["status"] == "completed"
-    assert "multirun of 3 jobs: 1 refused (bad config), 1 diverged, 1 completed" in out.stderr
+    assert "multirun of 3 jobs: 1 refused (parameters or machine), 1 diverged, 1 completed" in out.stderr
 
 
 @pytest.mark.slow
