@@ -240,14 +240,18 @@ def commit() -> str:
     return found or os.environ.get("GRELU_COMMIT", "unknown")
 
 
-def write_results(out: Path, results: list[Result], argv: str, device: torch.device, reference: list[dict]):
+def write_results(out: Path, results: list[Result], argv: str, device: torch.device, reference: list[dict],
+                  append: bool = False):
+    """``<case>_<precision>_inner<K>.jsonl`` in ``out`` (with ``append``, after the runs already there: a measured
+    run is never replaced by a later one) and the folder's README."""
     out.mkdir(parents=True, exist_ok=True)
     meta = {"command": argv, "commit": commit(), "hardware": hardware(device), "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     lines = [json.dumps({"kind": "meta", **meta})] + [json.dumps({"kind": "bench", **asdict(r)}) for r in results]
     lines += [json.dumps({"kind": "reference", **r}) for r in reference]
-    name = f"{results[0].case}_{results[0].precision}_inner{results[0].inner_steps}.jsonl"
-    write_atomic(out / name, "\n".join(lines) + "\n")  # an interrupted run leaves the previous file
+    path = out / f"{results[0].case}_{results[0].precision}_inner{results[0].inner_steps}.jsonl"
+    before = path.read_text() if append and path.exists() else ""
+    write_atomic(path, before + "\n".join(lines) + "\n")  # an interrupted run leaves the previous file
     write_readme(out)
 
 
@@ -262,17 +266,24 @@ def write_readme(out: Path) -> None:
         records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         if not any(r.get("kind") == "bench" for r in records):
             continue  # another benchmark's records (conversion, augmentation, active entries): not grelu-bench's table
-        meta = next((r for r in records if r["kind"] == "meta"), {})
-        text += [f"## {path.name}", "", f"`{meta.get('command')}` at commit `{meta.get('commit')}` on "
-                 f"{meta.get('hardware')} (torch {meta.get('torch')}), {meta.get('date')}", "",
-                 "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        for r in (r for r in records if r.get("kind") == "bench"):
-            cells = [r.get(c, "-") for c in cols]  # records from before the spread was kept have no min/max
-            text.append("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in cells) + " |")
-        refs = [r for r in records if r.get("kind") == "reference"]
-        if refs:
-            text += ["", f"Reference loop in the same run: {len(refs)} records (see the .jsonl)."]
-        text.append("")
+        runs: list[list[dict]] = []  # each run starts with its meta line
+        for r in records:
+            if r.get("kind") == "meta" or not runs:
+                runs.append([])
+            runs[-1].append(r)
+        text += [f"## {path.name}", ""]
+        for run in runs:
+            meta = next((r for r in run if r.get("kind") == "meta"), {})
+            text += [f"`{meta.get('command')}` at commit `{meta.get('commit')}` on "
+                     f"{meta.get('hardware')} (torch {meta.get('torch')}), {meta.get('date')}", "",
+                     "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+            for r in (r for r in run if r.get("kind") == "bench"):
+                cells = [r.get(c, "-") for c in cols]  # records from before the spread was kept have no min/max
+                text.append("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in cells) + " |")
+            refs = [r for r in run if r.get("kind") == "reference"]
+            if refs:
+                text += ["", f"Reference loop in the same run: {len(refs)} records (see the .jsonl)."]
+            text.append("")
     write_atomic(out / "README.md", "\n".join(text))
 
 

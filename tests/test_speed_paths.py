@@ -59,6 +59,25 @@ def test_grelu_bench_runs_on_cpu_and_reports_every_field(tmp_path):
         assert r["samples_per_s"] == pytest.approx(r["batch"] / (r["suite_ms"] / 1e3), rel=1e-9)
 
 
+def test_a_second_grelu_bench_run_keeps_the_first_runs_records(tmp_path):
+    """A measured run is never replaced: --out appends a run (its meta line, then its rows) to the case's file,
+    and the README shows every run under its own command."""
+    def bench(mode: str):
+        out = subprocess.run([sys.executable, "-m", "lightning_grelu.cli.bench", "--case", "tiny", "--device", "cpu",
+                              "--modes", mode, "--warmup", "1", "--steps", "1", "--repeats", "1", "--out", str(tmp_path)],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+
+    bench("relu")
+    bench("grelu")
+    lines = [json.loads(line) for line in (tmp_path / "tiny_32-true_inner1.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in lines] == ["meta", "bench", "meta", "bench"]
+    assert [r["mode"] for r in lines if r["kind"] == "bench"] == ["relu", "grelu"]
+    readme = (tmp_path / "README.md").read_text()
+    assert "--modes relu" in readme and "--modes grelu" in readme
+    assert readme.count("| tiny | relu |") == 1 and readme.count("| tiny | grelu |") == 1
+
+
 def test_grelu_bench_rejects_bad_arguments():
     out = subprocess.run([sys.executable, "-m", "lightning_grelu.cli.bench", "--steps", "0"], capture_output=True,
                          text=True, timeout=120)

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"reference {args.reference}: {len(reference)} records")
         if args.out:
             write_results(Path(args.out), results, "grelu-bench " + " ".join(sys.argv[1:] if argv is None else argv),
-                          device, reference)
+                          device, reference, append=True)
             print(f"wrote {args.out}")
     except Exception as e:  # one line, the kind's exit code (errors.TABLE)
         fail("grelu-bench", e, "HYDRA_FULL_ERROR=1 for the traceback")
