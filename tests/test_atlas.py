@@ -39,6 +39,7 @@ def test_the_readme_answers_first_and_names_its_protocol(made):
     assert text[2].startswith("**Outcome:** Under T = 300 GD steps and eps = 1e-04 x the initial SSE")
     assert "m*_50 ~ n^" in text[2] and "counting width" in text[2] and "Theorem 1" in text[2]
     assert text[2].count(". ") == 0 and text[2].endswith(".")  # one sentence
+    assert text[4].endswith("; 1 worker process on 1 host ran its trials.")  # read from the study's trials
     answer = next(ln for ln in text if ln.startswith("**Answer.**"))
     assert "The paper says GReLU converges faster" in answer
     for f in ("atlas.csv", "atlas_exponents.csv", "atlas_verdicts.csv", "atlas_grelu_vs_relu.csv",

@@ -70,6 +70,8 @@ def test_three_postgres_and_two_sqlite_workers_make_the_one_workers_table(tmp_pa
                if "this worker ran" in line]
         assert sum(ran) == len(ref) and sum(r > 0 for r in ran) >= 2  # shared, not one doing it all
         assert table(d) == table(one)
+        busy = sum(r > 0 for r in ran)  # the README says who ran the trials, read from the study
+        assert f"; {busy} worker processes on 1 host ran its trials." in (d / "results/atlas/smoke/README.md").read_text()
 
 
 @pytest.mark.slow

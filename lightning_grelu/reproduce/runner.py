@@ -53,9 +53,21 @@ def _run_target(target, ctx, results_root, work, command, fresh, progress, devic
 
             write_jsonl(target.runs(ctx, work), out / "runs" / "records.jsonl.gz")
         body = target.report(work, out, ctx)
-        (out / "README.md").write_text(header(target, ctx, command, hardware(dev), commit(), work, took) + parts
+        (out / "README.md").write_text(header(target, ctx, command, hardware(dev), commit(), work, took,
+                                              workers(target, ctx, work)) + parts
                                        + "## Measured\n\n" + body)
     return dest
+
+
+def workers(target, ctx, work: Path) -> str:
+    """Who ran a width scan's trials: the worker processes (each command starts its own) and their hosts, read
+    from the study; empty for other targets."""
+    if not target.engine:
+        return ""
+    ran = {r.worker for r in target.runs(ctx, work) if r.worker}
+    hosts = {w.rsplit(":", 1)[0] for w in ran}
+    return (f"{len(ran)} worker process{'es' if len(ran) != 1 else ''} on {len(hosts)} host{'s' if len(hosts) != 1 else ''}"
+            " ran its trials")
 
 
 def add_time(work: Path, seconds: float) -> float:

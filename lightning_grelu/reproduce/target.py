@@ -89,7 +89,7 @@ def copy_records(work: Path, out: Path) -> None:
 
 
 def header(target: Target, ctx: Context, command: str, hardware: str, commit: str, work: Path | None = None,
-           took: tuple[float, float] | None = None) -> str:
+           took: tuple[float, float] | None = None, workers: str = "") -> str:
     """The README's head: the protocol in its title, the outcome against the paper in one sentence, then how
     it was made."""
     protocol = target.protocol(work, ctx) if work is not None else target.title
@@ -99,7 +99,8 @@ def header(target: Target, ctx: Context, command: str, hardware: str, commit: st
         lines += [f"**Outcome:** {outcome}", ""]
     lines += [f"Made by `{command}` at commit `{commit}` on {hardware}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
               + (f"; its jobs took {took[0]:.4g} s, and {took[1]:.4g} s over every command that ran them (jobs "
-                 "finished before are reused, not run again)." if took is not None else "."),
+                 "finished before are reused, not run again)" if took is not None else "")
+              + (f"; {workers}." if workers else "."),
              "Every number below was read from the run records in `runs/` (copied from the run directories).", "",
              "Loss: `sse = 1/2 sum_i ||f(x_i)-y_i||^2` over the training set (the paper's eq. 2, which the paper "
              "calls MSE); `mse = 1/n sum_i ||f(x_i)-y_i||^2`.", ""]

@@ -29,6 +29,7 @@ class Run:
     metrics: dict[str, list[float]] = field(default_factory=dict)  # column -> one value per epoch
     path: Path | None = None
     params: dict = field(default_factory=dict)  # a sweep trial's Optuna parameters (runs_from_study)
+    worker: str | None = None  # "host:pid" of the worker that ran a study's trial (runs_from_study)
 
     def get(self, key: str, default=None):
         """A summary key (``train/sse``), else a dotted config key (``model.width``)."""
@@ -149,6 +150,7 @@ def runs_from_study(storage: str, study_name: str) -> list[Run]:
             continue
         run.name = f"trial{t.number:05d}"
         run.params = dict(t.params or t.user_attrs.get("params") or {})
+        run.worker = t.user_attrs.get("worker")
         run.summary.setdefault("trial_state", t.state.name.lower())
         runs.append(run)
     return runs
