@@ -39,17 +39,17 @@ Psi'_k <- W_k, then use NMA approximation." The 0.5 m^2 counts only the value-pa
     def jobs(self, ctx: Context) -> list[Job]:
         return [Job(model, [f"model={model}", *COMMON, *SIZES[ctx.profile]]) for model in ("grelu", "relu")]
 
-    def execute(self, ctx: Context, work: Path, fresh: bool, progress) -> None:
+    def execute(self, ctx: Context, work: Path, fresh: bool, progress) -> int:
         import torch
 
         from lightning_grelu.nets import GReLUMLP
         from lightning_grelu.reproduce import inference_measure as im
 
-        run_jobs(self.jobs(ctx), ctx, work, fresh, progress)
+        ran = run_jobs(self.jobs(ctx), ctx, work, fresh, progress)
         out = work / "inference.jsonl"
-        if out.exists() and not fresh:
+        if out.exists() and not fresh and not ran:  # measurements of the runs as they are now
             progress("inference measurements: done before, reused")
-            return
+            return 0
         grelu, dm = im.load_run(work / "grelu")
         relu, _ = im.load_run(work / "relu")
         splits = {name: (dm.inputs(name), dm.split(name).y) for name in ("train", "test")}
@@ -64,6 +64,7 @@ Psi'_k <- W_k, then use NMA approximation." The 0.5 m^2 counts only the value-pa
         shift4 = {k: v for k, v in lowrank4.items() if k[0] == "nma_shift"}
         records += [{**r, "source": "remark4"} for r in im.timings(relu, remark4, shift4, x, 4096, 64, device, full=False)]
         write_atomic(out, "".join(json.dumps(r) + "\n" for r in records))
+        return ran + 1
 
     def protocol(self, work: Path, ctx: Context) -> str:
         from lightning_grelu.reproduce.common import budget_of, runs_in, step_of

@@ -48,9 +48,11 @@ def finished(run_dir: Path) -> bool:
         return False
 
 
-def run_jobs(jobs: list[Job], ctx: Context, work: Path, fresh: bool, progress) -> None:
+def run_jobs(jobs: list[Job], ctx: Context, work: Path, fresh: bool, progress) -> int:
+    """Train each job not finished before; returns how many it trained."""
     from lightning_grelu.train import train
 
+    ran = 0
     jobs = ctx.in_part(jobs)
     if jobs:
         check_data(jobs[0], ctx, work)
@@ -69,12 +71,14 @@ def run_jobs(jobs: list[Job], ctx: Context, work: Path, fresh: bool, progress) -
         run_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(run_dir / "overrides.json", json.dumps(overrides, indent=2) + "\n")
         summary = train(compose(run_dir, [*overrides, *resume]))
+        ran += 1
         if summary["status"] == "interrupted":  # stopped by a signal at an epoch's end, last.ckpt saved
             from lightning_grelu.signals import Interrupted
 
             raise Interrupted(summary.get("signal", 15), summary.get("epochs"), True)
         progress(f"[{i}/{len(jobs)}] {job.label}: {summary['status']}, train/sse {_num(summary.get('train/sse'))}, "
                  f"{_num(summary.get('wall_time_s'))} s" + (" (resumed)" if resume else ""))
+    return ran
 
 
 def _num(v) -> str:

@@ -39,9 +39,13 @@ def _run_target(target, ctx, results_root, work, command, fresh, progress, devic
     from lightning_grelu.bench import commit, hardware
 
     t0 = time.monotonic()
-    target.execute(ctx, work, fresh, progress)
+    ran = target.execute(ctx, work, fresh, progress)
     took = time.monotonic() - t0  # what this command's jobs took (finished jobs are reused, not re-run)
-    progress(f"{target.name} ({ctx.profile}): jobs took {took:.4g} s")
+    if ran:
+        progress(f"{target.name} ({ctx.profile}): {ran} jobs took {took:.4g} s")
+    else:  # a command that only re-reports adds nothing to what computing the jobs took
+        progress(f"{target.name} ({ctx.profile}): every job was finished before; none ran")
+        took = 0.0
     took = (took, add_time(work, took))
     parts = note_part(work, ctx)
     dest = results_root / target.name / ctx.profile

@@ -27,7 +27,7 @@ would confirm it."""
     def jobs(self, ctx: Context):
         return []
 
-    def execute(self, ctx: Context, work: Path, fresh: bool, progress) -> None:
+    def execute(self, ctx: Context, work: Path, fresh: bool, progress) -> int:
         import torch
 
         from lightning_grelu.bench import MODES, run_case, write_results
@@ -37,6 +37,7 @@ would confirm it."""
             from lightning_grelu.errors import ConfigError
 
             raise ConfigError("speed --profile paper times GPU kernels and no GPU is visible; use --profile smoke")
+        ran = 0
         for case, precision in ctx.in_part(CASES[ctx.profile]):
             path = work / f"{case}_{precision}_inner1.jsonl"
             if path.exists() and not fresh:
@@ -45,6 +46,8 @@ would confirm it."""
             results = run_case(case, MODES, precision, device, warmup=5, steps=20, repeats=5)
             write_results(work, results, f"grelu-reproduce speed --profile {ctx.profile}", device, [])
             progress(f"{case}: " + ", ".join(f"{r.mode} {r.suite_ms:.3g} ms" for r in results))
+            ran += 1
+        return ran
 
     def protocol(self, work: Path, ctx: Context) -> str:
         cases = ", ".join(f"{c} ({p})" for c, p in CASES[ctx.profile])

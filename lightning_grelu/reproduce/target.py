@@ -35,17 +35,17 @@ class Target:
         """The width scan of an ``engine`` target (:class:`lightning_grelu.scan.engine.Scan`)."""
         raise NotImplementedError
 
-    def execute(self, ctx: Context, work: Path, fresh: bool, progress) -> None:
-        """Run every job into ``work/<label>/``, or an engine target's scan (its trials in ``work/trials/``)."""
+    def execute(self, ctx: Context, work: Path, fresh: bool, progress) -> int:
+        """Run every job into ``work/<label>/``, or an engine target's scan (its trials in ``work/trials/``);
+        returns how many jobs (trials) this command ran, not counting those finished before."""
         if self.engine:
             from lightning_grelu.scan.work import fresh_start, run_workers
 
             scan = self.scan(ctx, work)
             if fresh:
                 fresh_start(scan)
-            run_workers(scan, ctx.workers, progress)
-            return
-        run_jobs(self.jobs(ctx), ctx, work, fresh, progress)
+            return run_workers(scan, ctx.workers, progress)
+        return run_jobs(self.jobs(ctx), ctx, work, fresh, progress)
 
     def runs(self, ctx: Context, work: Path) -> list:
         """The run records a report reads: the work directory's, or an engine target's study's (from any host)."""
@@ -99,7 +99,9 @@ def header(target: Target, ctx: Context, command: str, hardware: str, commit: st
         lines += [f"**Outcome:** {outcome}", ""]
     lines += [f"Made by `{command}` at commit `{commit}` on {hardware}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
               + (f"; its jobs took {took[0]:.4g} s, and {took[1]:.4g} s over every command that ran them (jobs "
-                 "finished before are reused, not run again)" if took is not None else "")
+                 "finished before are reused, not run again)" if took is not None and took[0] else "")
+              + (f"; every job was finished before (reused, not run again): they took {took[1]:.4g} s over the "
+                 "commands that ran them" if took is not None and not took[0] else "")
               + (f"; {workers}." if workers else "."),
              "Every number below was read from the run records in `runs/` (copied from the run directories).", "",
              "Loss: `sse = 1/2 sum_i ||f(x_i)-y_i||^2` over the training set (the paper's eq. 2, which the paper "

@@ -40,15 +40,16 @@ def from_json(text: str) -> Scan:
     return Scan(rule=grid.Rule(**rule), **d)
 
 
-def run_workers(scan: Scan, workers: int = 1, progress=print) -> None:
-    """Work on the scan until it is finished, with ``workers`` local workers. A worker that stops is told in one
-    line of its kind (errors.TABLE), read from its exit code and its last line."""
+def run_workers(scan: Scan, workers: int = 1, progress=print) -> int:
+    """Work on the scan until it is finished, with ``workers`` local workers; returns how many trials were
+    answered meanwhile. A worker that stops is told in one line of its kind (errors.TABLE), read from its exit
+    code and its last line."""
     if workers <= 1:
-        Engine(scan, progress).run()
-        return
+        return Engine(scan, progress).run()["trials"]
     threads = max(1, (os.cpu_count() or 1) // workers)
     spec = dataclasses.replace(scan, threads=threads)
-    Engine(spec, progress)  # creates (or checks) the study once, before the workers race to it
+    engine = Engine(spec, progress)  # creates (or checks) the study once, before the workers race to it
+    before = len(engine.states()[0])
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         f.write(to_json(spec))
     env = {**os.environ, CHILD: "1"}  # a signal or an error is told once, by this process, not once per worker
@@ -82,7 +83,7 @@ def run_workers(scan: Scan, workers: int = 1, progress=print) -> None:
         if text.strip() and (code == 0 or os.environ.get("HYDRA_FULL_ERROR") == "1"):
             sys.stderr.write(text)
     if not failed:
-        return
+        return len(engine.states()[0]) - before
     code, text = min(failed, key=lambda f: kind_of_exit(f[0]) == "signal")  # an error before a stop
     kind = kind_of_exit(code)
     if kind == "signal":
@@ -115,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     raise_on_signals()
     path = (argv if argv is not None else sys.argv[1:])[0]
     try:
-        Engine(from_json(Path(path).read_text()), progress=lambda line: print(line, flush=True)).run()
+        # one write per line: the workers share a pipe, and print's separate newline would let their lines mix
+        Engine(from_json(Path(path).read_text()), progress=lambda line: print(line + "\n", end="", flush=True)).run()
     except Interrupted as e:
         if not os.environ.get(CHILD):
             print(f"scan worker: {e}: its trials are back in the queue", file=sys.stderr)
