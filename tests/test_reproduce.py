@@ -277,7 +277,7 @@ def test_rerun_reuses_finished_jobs_and_rewrites_the_directory_without_stale_fil
     first_took = float(re.search(r"jobs took ([\d.e+-]+) s", first.stdout).group(1))
     assert "none ran" in again.stdout, again.stdout
     total = re.search(r"every job was finished before \(reused, not run again\): they took ([\d.e+-]+) s over the "
-                      r"commands that ran them", (res / "README.md").read_text())
+                      r"commands that ran them to their end", (res / "README.md").read_text())
     assert total and float(total.group(1)) == pytest.approx(first_took, rel=1e-3, abs=2e-3)
     assert not [p for p in res.parent.iterdir() if p.name.startswith(".")]  # no temp directories left
 

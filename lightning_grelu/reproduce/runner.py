@@ -75,8 +75,8 @@ def workers(target, ctx, work: Path) -> str:
 
 
 def add_time(work: Path, seconds: float) -> float:
-    """The wall time of every command that ran this target's jobs in ``work`` (``time.json``): a result re-made
-    from reused jobs still says what computing them took."""
+    """The wall time of every command that ran this target's jobs in ``work`` to its end (``time.json``; an
+    interrupted command is not counted): a result re-made from reused jobs still says what computing them took."""
     path = work / "time.json"
     try:
         total = float(json.loads(path.read_text())["seconds"])

@@ -98,10 +98,12 @@ def header(target: Target, ctx: Context, command: str, hardware: str, commit: st
     if outcome:
         lines += [f"**Outcome:** {outcome}", ""]
     lines += [f"Made by `{command}` at commit `{commit}` on {hardware}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
-              + (f"; its jobs took {took[0]:.4g} s, and {took[1]:.4g} s over every command that ran them (jobs "
-                 "finished before are reused, not run again)" if took is not None and took[0] else "")
+              + (f"; its jobs took {took[0]:.4g} s, and {took[1]:.4g} s over every command that ran them to its "
+                 "end (jobs finished before are reused, not run again; an interrupted command's time is not "
+                 "counted)" if took is not None and took[0] else "")
               + (f"; every job was finished before (reused, not run again): they took {took[1]:.4g} s over the "
-                 "commands that ran them" if took is not None and not took[0] else "")
+                 "commands that ran them to their end (an interrupted command's time is not counted)"
+                 if took is not None and not took[0] else "")
               + (f"; {workers}." if workers else "."),
              "Every number below was read from the run records in `runs/` (copied from the run directories).", "",
              "Loss: `sse = 1/2 sum_i ||f(x_i)-y_i||^2` over the training set (the paper's eq. 2, which the paper "
