@@ -86,6 +86,8 @@ def stopped_in_one_line(worker: subprocess.Popen, *needles: str) -> str:
 SHORT = "sweep.space={trainer.max_epochs: {type: int, low: 300, high: 301, grid: [300, 301]}}"  # seconds each
 # two trials, a short one (sweep.seed 0 runs it first) and a long one
 SHORT_THEN_LONG = "sweep.space={trainer.max_epochs: {type: int, low: 100, high: 3000, grid: [100, 3000]}}"
+# two trials neither of which can finish while the test waits for the other one to start (minutes each)
+BOTH_LONG = "sweep.space={trainer.max_epochs: {type: int, low: 100000, high: 100001, grid: [100000, 100001]}}"
 
 
 def test_a_deleted_study_file_is_one_line_and_a_restored_backup_resumes_the_trial_in_hand(tmp_path, workers):
@@ -143,7 +145,9 @@ def test_a_study_file_replaced_by_another_is_one_line(tmp_path, workers):
 def test_a_deleted_journal_stops_both_workers_in_one_line_each(tmp_path, workers):
     log = tmp_path / "study.log"
     url = f"journal://{log}"
-    a = args(tmp_path, CKPT, f"sweep.storage={url}", n=2)
+    # both trials long: with 3000 epochs the first could finish before the second had its checkpoint, and its
+    # worker then rightly said "had finished" (seen under load in a full run)
+    a = args(tmp_path, CKPT, BOTH_LONG, f"sweep.storage={url}", n=2)
     started = [workers(sweep(*a, cwd=tmp_path, wait=False))]
     wait_for(lambda: log.exists() and load(url, "ackley_grid").user_attrs.get("n_trials"), what="the study")
     started.append(workers(sweep(*a, cwd=tmp_path, wait=False)))
