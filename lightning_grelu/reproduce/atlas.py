@@ -20,7 +20,7 @@ from lightning_grelu.reproduce.target import Context, Target, seeds
 from lightning_grelu.scan import grid
 
 if TYPE_CHECKING:
-    from lightning_grelu.scan.engine import Scan
+    from lightning_grelu.scan.spec import Scan
 
 MODELS = ("relu", "grelu")
 TARGETS = (1e-2, 1e-4, 1e-6, 1e-8)  # relative to the initial train SSE; float32 resolves 1e-8 here (tested)
@@ -60,8 +60,8 @@ def series(p: dict) -> list[dict]:
 
 
 def scan(ctx: Context, work: Path) -> Scan:
-    # the engine (optuna, torch) is imported to run or read a scan, not to list targets or refuse a command
-    from lightning_grelu.scan.engine import Scan
+    # a scan is built to run or read one, not to list targets or refuse a command
+    from lightning_grelu.scan.spec import Scan
 
     p = PROFILES[ctx.profile]
     T = max(p["budgets"])

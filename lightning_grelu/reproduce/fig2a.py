@@ -19,7 +19,7 @@ from lightning_grelu.scan.grid import P_GRID
 from lightning_grelu.scan.verdict import VERDICTS
 
 if TYPE_CHECKING:
-    from lightning_grelu.scan.engine import Scan
+    from lightning_grelu.scan.spec import Scan
 
 POLICIES = ("fixed", "ntk")  # the paper's one lr for every width; 1 / lambda_max(NTK) per net
 PROFILES = {
@@ -56,8 +56,8 @@ both ReLU and GReLU. In contrast, none of the runs with lower width converged, f
                           "problem itself (n=100, d=200, L=4) at nL and p <= 0.7, 2000 GD steps."}
 
     def scan(self, ctx: Context, work: Path) -> Scan:
-        # the engine (optuna, torch) is imported to run or read a scan, not to list targets or refuse a command
-        from lightning_grelu.scan.engine import Scan
+        # a scan is built to run or read one, not to list targets or refuse a command
+        from lightning_grelu.scan.spec import Scan
 
         p = PROFILES[ctx.profile]
         base = [*p["base"], "callbacks=none", "model.inner_steps=1", *ctx.overrides]

@@ -32,7 +32,7 @@ class Target:
         raise NotImplementedError
 
     def scan(self, ctx: Context, work: Path):
-        """The width scan of an ``engine`` target (:class:`lightning_grelu.scan.engine.Scan`)."""
+        """The width scan of an ``engine`` target (:class:`lightning_grelu.scan.spec.Scan`)."""
         raise NotImplementedError
 
     def execute(self, ctx: Context, work: Path, fresh: bool, progress) -> int:

@@ -23,10 +23,9 @@ from __future__ import annotations
 import copy
 import json
 import os
-import re
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -36,48 +35,12 @@ from optuna.trial import TrialState
 from lightning_grelu import faults
 from lightning_grelu.errors import ConfigError
 from lightning_grelu.scan import grid, runner
+from lightning_grelu.scan.spec import Scan, key
 from lightning_grelu.signals import SIGNALS, Interrupted
-from lightning_grelu.sweeps.spec import SweepSpec
-from lightning_grelu.sweeps.storage import Keeper, Watch, lost, storage_cause, sync
+from lightning_grelu.sweeps.storage import Keeper, StudyLock, Watch, lost, storage_cause, sync
 from lightning_grelu.sweeps.worker import WORKER, fail_dead_trials, open_study, release, run_trial
 
 POLL_S = 0.5  # how often an idle worker looks again
-LOCK_STALE_S = 120.0  # an enqueue lock older than this was left by a dead worker
-
-
-@dataclass
-class Scan:
-    """A thin description: which series, which seeds, which widths, under which protocols."""
-
-    name: str
-    base: list[str]  # grelu-train overrides every trial starts from (budget, targets, lr policy, ...)
-    series: list[dict]  # per series: overrides (dotted keys or groups -> value)
-    seeds: list[int]
-    rule: grid.Rule = field(default_factory=grid.Rule)
-    budgets: list[int] = field(default_factory=list)  # the T of every protocol reported (besides the run's own)
-    stop_on: list[tuple[int, float]] = field(default_factory=list)  # protocols the scan must resolve
-    out_dir: str = "scan_out"
-    storage: str | None = None  # None: journal file in out_dir
-    max_nets: int = 64  # nets trained together at most
-    device: str = "cpu"
-    threads: int | None = 1  # torch threads of this worker (small nets: more workers beat more threads)
-    space: list[dict] | None = None  # every series the study's trials can come from (``series`` is one part of
-    # it under --part K/N); its values are the Optuna parameters' choices, which must not change between parts
-
-    def sweep_spec(self) -> SweepSpec:
-        storage = self.storage or f"journal:///{(Path(self.out_dir) / 'study.log').resolve()}"
-        return SweepSpec(name=self.name, base=list(self.base), space=[], objectives=[("train/sse", "minimize")],
-                         sampler="random", n_trials=1, storage=storage, out_dir=str(self.out_dir), fsync_each=False)
-
-    def run_dir(self, params: dict) -> Path:
-        """A trial's run directory, named by its parameters (known when it is enqueued)."""
-        rest = "-".join(f"{k.split('.')[-1]}{v}" for k, v in params.items() if k not in ("model.width", "seed"))
-        label = re.sub(r"[^A-Za-z0-9_.=+-]+", "-", rest)[:150]
-        return (Path(self.out_dir) / "trials" / f"{label}_m{params['model.width']}_s{params['seed']}").resolve()
-
-
-def key(params: dict) -> tuple:
-    return tuple(sorted((k, str(v)) for k, v in params.items()))
 
 
 @dataclass
@@ -262,7 +225,7 @@ class Engine:
             raise Interrupted(self._signal)
 
     def _enqueue_lock(self):
-        return _StudyLock(self.storage, f"{self.scan.name}:enqueue-lock")
+        return StudyLock(self.storage, f"{self.scan.name}:enqueue-lock", WORKER)
 
     def _series_of(self, params: dict) -> _Series | None:
         rest = {k: v for k, v in params.items() if k not in ("model.width", "seed")}
@@ -433,34 +396,3 @@ def _answer_from_record(run_dir: str | None) -> dict | None:
     if s.get("eps") is not None:
         out.setdefault(f"{float(s['eps']):.0e}", s.get("steps_to_eps"))
     return out
-
-
-class _StudyLock:
-    """A lock over one study's enqueueing, on any storage: the marker study ``<name>:enqueue-lock`` (Optuna
-    lets exactly one create succeed). A marker older than LOCK_STALE_S was left by a dead worker."""
-
-    def __init__(self, storage, name: str):
-        self.storage, self.name = storage, name
-
-    def __enter__(self):
-        while True:
-            try:
-                marker = optuna.create_study(study_name=self.name, storage=self.storage)
-                marker.set_user_attr("since", time.time())
-                marker.set_user_attr("holder", WORKER)
-                return self
-            except optuna.exceptions.DuplicatedStudyError:
-                try:
-                    since = optuna.load_study(study_name=self.name, storage=self.storage).user_attrs.get("since")
-                    if since is not None and time.time() - since > LOCK_STALE_S:
-                        optuna.delete_study(study_name=self.name, storage=self.storage)
-                except KeyError:
-                    pass  # released meanwhile
-                time.sleep(0.05)
-
-    def __exit__(self, *exc):
-        try:
-            optuna.delete_study(study_name=self.name, storage=self.storage)
-        except KeyError:
-            pass
-        return False

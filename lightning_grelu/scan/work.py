@@ -22,7 +22,8 @@ from pathlib import Path
 
 from lightning_grelu.errors import ConfigError, MachineError, SuiteError, fail, kind_of_exit, message, trial_exit_code
 from lightning_grelu.scan import grid
-from lightning_grelu.scan.engine import Engine, Scan
+from lightning_grelu.scan.engine import Engine
+from lightning_grelu.scan.spec import Scan
 from lightning_grelu.signals import SIGNALS, Interrupted
 
 CHILD = "GRELU_SCAN_CHILD"  # set in the workers run_workers starts: their parent reports for them

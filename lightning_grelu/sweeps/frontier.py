@@ -28,7 +28,7 @@ from lightning_grelu.sweeps.spec import FrontierSpec, SweepSpec
 
 def frontier_scan(spec: SweepSpec, fspec: FrontierSpec):
     """The frontier as a width scan on the sweep's own storage and out_dir."""
-    from lightning_grelu.scan.engine import Scan
+    from lightning_grelu.scan.spec import Scan
 
     names = list(fspec.cells)
     series = [dict(zip(names, values)) for values in itertools.product(*fspec.cells.values())] or [{}]

@@ -316,3 +316,38 @@ def lost(url: str, e: BaseException, in_hand: str) -> StorageError:
     return StorageError(f"the study's storage {url} failed while this worker ran ({what}); {in_hand}; finished "
                         "trials keep their records. Restore the storage (e.g. from a backup) or fix its disk (space, "
                         "permissions) and start the worker again, or start a new sweep in another sweep.out_dir")
+
+
+LOCK_STALE_S = 120.0  # an enqueue lock older than this was left by a dead worker
+
+
+class StudyLock:
+    """A lock over one study's enqueueing, on any storage: the marker study ``<name>:enqueue-lock`` (Optuna
+    lets exactly one create succeed). A marker older than LOCK_STALE_S was left by a dead worker; ``holder``
+    names the worker that holds it."""
+
+    def __init__(self, storage, name: str, holder: str):
+        self.storage, self.name, self.holder = storage, name, holder
+
+    def __enter__(self):
+        while True:
+            try:
+                marker = optuna.create_study(study_name=self.name, storage=self.storage)
+                marker.set_user_attr("since", time.time())
+                marker.set_user_attr("holder", self.holder)
+                return self
+            except optuna.exceptions.DuplicatedStudyError:
+                try:
+                    since = optuna.load_study(study_name=self.name, storage=self.storage).user_attrs.get("since")
+                    if since is not None and time.time() - since > LOCK_STALE_S:
+                        optuna.delete_study(study_name=self.name, storage=self.storage)
+                except KeyError:
+                    pass  # released meanwhile
+                time.sleep(0.05)
+
+    def __exit__(self, *exc):
+        try:
+            optuna.delete_study(study_name=self.name, storage=self.storage)
+        except KeyError:
+            pass
+        return False
