@@ -23,6 +23,7 @@ import argparse
 import errno
 import os
 import re
+import signal
 import sys
 from dataclasses import dataclass
 
@@ -85,9 +86,25 @@ def storage_failure(e: BaseException) -> bool:
                for c in type(e).__mro__)
 
 
+def interruption(e: BaseException) -> Interrupted | None:
+    """The signal that stopped the command, if one did: ``e`` itself, or one found on its cause/context chain. A
+    signal is raised wherever the program is, inside library code too, and code that unwinds there can replace
+    it: Hydra's config loader turns it into a ConfigCompositionException, a half-run ``finally`` into an
+    UnboundLocalError, and the suite's own wrappers into a one-line error. The chain still holds it."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, Interrupted):
+            return e
+        if isinstance(e, KeyboardInterrupt):
+            return Interrupted(signal.SIGINT)
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def classify(e: BaseException) -> str:
     """The kind of an exception: ``parameter``, ``machine``, ``signal`` or ``crash``."""
-    if isinstance(e, (Interrupted, KeyboardInterrupt)):
+    if interruption(e) is not None:
         return "signal"
     if isinstance(e, SuiteError):
         return e.kind
@@ -102,7 +119,7 @@ def exit_code(e: BaseException) -> int:
     """A command's exit code for an exception (128 + N for signal N)."""
     kind = classify(e)
     if kind == "signal":
-        return e.exit_code if isinstance(e, Interrupted) else 128 + 2
+        return interruption(e).exit_code
     return TABLE[kind].exit
 
 
@@ -123,12 +140,12 @@ def kind_of_exit(code: int | None) -> str:
 
 def message(e: BaseException) -> str:
     """The one line an exception is told in (without the command's name)."""
-    text = " ".join(str(e).split()) if str(e) else ""
     kind = classify(e)
+    if kind == "signal":
+        return str(interruption(e))
+    text = " ".join(str(e).split()) if str(e) else ""
     if isinstance(e, SuiteError):  # a plain SuiteError: a crash another process reported in its own line
         return text
-    if kind == "signal":
-        return text or "stopped by SIGINT"
     what = f"{type(e).__name__}: {text}" if text else type(e).__name__
     return what if kind == "machine" else f"crash: {what}"
 

@@ -13,12 +13,15 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class Interrupted(BaseException):
-    """A BaseException, like KeyboardInterrupt: no ``except Exception`` on the way may swallow or re-wrap it."""
+    """A BaseException, like KeyboardInterrupt: no ``except Exception`` on the way may swallow it (library code
+    that unwinds can still re-wrap it: :func:`lightning_grelu.errors.interruption` finds it on the chain).
+    ``finished``: the signal came while a run that had finished wrote its records; they are whole."""
 
-    def __init__(self, signum: int, epoch: int | None = None, saved: bool = False):
-        self.signum, self.epoch, self.saved = signum, epoch, saved
+    def __init__(self, signum: int, epoch: int | None = None, saved: bool = False, finished: bool = False):
+        self.signum, self.epoch, self.saved, self.finished = signum, epoch, saved, finished
         where = f" at epoch {epoch}" if epoch is not None else ""
-        super().__init__(f"stopped by {signal.Signals(signum).name}{where}")
+        after = " after the run had finished (its records are whole)" if finished else ""
+        super().__init__(f"stopped by {signal.Signals(signum).name}{where}{after}")
 
     @property
     def exit_code(self) -> int:

@@ -162,9 +162,14 @@ def train(cfg: DictConfig, callbacks: list | None = None, notes: dict[str, str] 
     run at an epoch's end with ``last.ckpt`` saved; the summary then says ``interrupted``."""
     stopper = StopOnSignal().install()
     try:
-        return _train(cfg, callbacks, stopper, notes or {})
+        summary = _train(cfg, callbacks, stopper, notes or {})
     finally:
         stopper.uninstall()
+    if stopper.late is not None and summary.get("status") != "interrupted":
+        # the signal came after training, while the records were written: they are whole, and the caller stops
+        # now (a reproduction or a multirun does not start its next job; a sweep trial goes back to its worker)
+        raise Interrupted(stopper.late, saved=True, finished=True)
+    return summary
 
 
 def _train(cfg: DictConfig, callbacks: list | None, stopper: StopOnSignal, notes: dict[str, str]) -> dict:
@@ -226,7 +231,8 @@ def _retry_diverged(fit: Fit, summary: dict) -> dict:
     cfg = fit.cfg
     retries = int(cfg.get("ntk_retries", 0) or 0) if cfg.model.get("lr_policy") == "ntk" else 0
     diverged: list[float] = []
-    while summary["status"] == "diverged" and len(diverged) < retries and fit.ckpt_path is None:
+    while (summary["status"] == "diverged" and len(diverged) < retries and fit.ckpt_path is None
+           and fit.stopper.late is None):  # a signal after the diverged attempt: no retry, train() stops
         diverged.append(summary.get("lr"))
         cfg.model.lr_scale = float(cfg.model.lr_scale) / 2
         if rank_zero_only.rank == 0:

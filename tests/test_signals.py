@@ -171,3 +171,71 @@ def test_two_reproductions_of_one_target_at_once_the_second_is_refused_naming_th
     assert second.returncode == 2, second.stderr
     line = second.stderr.strip().splitlines()
     assert len(line) == 1 and f"pid {first.pid}" in line[0] and "grelu-reproduce fig2a" in line[0], second.stderr
+
+
+REWRAP = r'''
+import json, random, signal, sys
+from pathlib import Path
+from lightning_grelu.errors import classify, exit_code
+from lightning_grelu.reproduce.jobs import compose
+from lightning_grelu.signals import raise_on_signals
+raise_on_signals()
+compose(Path(sys.argv[1]), ["data.n=6"])  # the first compose loads Hydra's plugins
+signal.signal(signal.SIGALRM, lambda s, f: signal.raise_signal(signal.SIGTERM))
+rng, seen = random.Random(0), {}
+for _ in range(int(sys.argv[2])):
+    try:  # a real SIGTERM at a random moment of a real compose, as grelu-reproduce composes each job
+        signal.setitimer(signal.ITIMER_REAL, rng.uniform(0.0005, 0.03))
+        compose(Path(sys.argv[1]), ["data.n=6"])
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    except BaseException as e:
+        key = f"{type(e).__name__} {classify(e)} {exit_code(e)}"
+        seen[key] = seen.get(key, 0) + 1
+print(json.dumps(seen))
+'''
+
+
+def test_a_signal_that_library_code_rewraps_while_it_unwinds_is_still_told_as_the_signal(tmp_path):
+    """SIGTERM raises where the program is, inside Hydra too, and Hydra's unwinding can replace it (a
+    ConfigCompositionException, an UnboundLocalError of a half-run ``finally``), which grelu-reproduce then
+    reported as "a job's config does not compose", exit 2. Every outcome must be the signal: exit 143."""
+    out = subprocess.run([sys.executable, "-c", REWRAP, str(tmp_path / "run"), "300"], capture_output=True,
+                         text=True, env=ENV, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert all(key.endswith(" signal 143") for key in seen), seen
+    assert sum(n for key, n in seen.items() if not key.startswith("Interrupted ")) > 0, seen  # some were re-wrapped
+
+
+@pytest.mark.slow
+def test_a_signal_while_a_finished_run_writes_its_records_stops_the_command_before_its_next_job(tmp_path):
+    """SIGTERM after a run's training, while it writes summary.json (GRELU_DIE_AT puts it exactly there): the
+    run's records are whole, and the command stops: grelu-train exits 143 saying so, and grelu-reproduce does
+    not start its next job (the signal used to be swallowed, and every later job ran). The same command again
+    reuses the finished run."""
+    env = {**ENV, "GRELU_DIE_AT": "summary:1:SIGTERM"}
+    run_dir = tmp_path / "run"
+    out = subprocess.run([GRELU_TRAIN, *TINY, f"paths.run_dir={run_dir}"], cwd=tmp_path, capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert out.returncode == 143, out.stderr
+    line = out.stderr.strip().splitlines()
+    assert len(line) == 1 and "SIGTERM" in line[0] and "finished" in line[0], out.stderr
+    assert summary(run_dir)["status"] == "completed"
+
+    from tests.fixtures import write_cifar10
+
+    cmd = str(Path(sys.executable).parent / "grelu-reproduce")
+    data = write_cifar10(tmp_path / "cifar", n=24, n_test=24)
+    args = ["table2", "--profile", "smoke", "--seeds", "1", "--override", f"data.data_dir={data}", "--override",
+            "model.width=16", "--override", "trainer.max_epochs=2", "--results", str(tmp_path / "results"),
+            "--work", str(tmp_path / "work")]
+    out = subprocess.run([cmd, *args], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 143, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "same command" in out.stderr, out.stderr
+    work = tmp_path / "work" / "table2" / "smoke"
+    started = [d for d in work.iterdir() if (d / "overrides.json").exists()]
+    assert [summary(d)["status"] for d in started] == ["completed"], started  # the next job never started
+    assert not (tmp_path / "results" / "table2").exists()
+    again = subprocess.run([cmd, *args], cwd=tmp_path, capture_output=True, text=True, env=ENV, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("done before, reused") == 1, again.stdout

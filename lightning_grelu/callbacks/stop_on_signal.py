@@ -28,6 +28,7 @@ class StopOnSignal(L.Callback):
         self.phase = "before"  # before -> training -> after
         self.stopped_epoch: int | None = None
         self.saved = False
+        self.late: int | None = None  # a signal that came while a finished run wrote its records
         self._trainer = None
         self._previous: dict = {}
 
@@ -45,8 +46,10 @@ class StopOnSignal(L.Callback):
     def _handle(self, signum, frame):
         first = self.signum is None
         self.signum = self.signum or signum
-        if self.phase == "after":
-            return  # the run has finished training: let it write its record
+        if self.phase == "after":  # training is over: let the run write its records, then stop (train() raises)
+            if first and self.stopped_epoch is None:
+                self.late = signum
+            return
         if not first or self.phase == "before":
             raise Interrupted(signum)
         launcher = getattr(getattr(self._trainer, "strategy", None), "launcher", None)

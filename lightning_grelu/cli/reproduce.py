@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import sys
 from pathlib import Path
 
 from lightning_grelu.atomic import unwritable
-from lightning_grelu.errors import ArgumentParser, fail
+from lightning_grelu.errors import ArgumentParser, fail, interruption
 from lightning_grelu.signals import Interrupted, raise_on_signals
 
 
@@ -101,14 +100,14 @@ def main(argv: list[str] | None = None) -> None:
             return
         dest = run_target(target, ctx, Path(args.results), Path(args.work), command, fresh=args.fresh,
                           device="gpu" if args.profile == "paper" else "cpu")
-    except (Interrupted, KeyboardInterrupt) as e:
-        e = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
-        print(f"grelu-reproduce: {target.name}: {e}; finished jobs are kept: run the same command again to go on "
+    except (Interrupted, KeyboardInterrupt, Exception) as e:  # one line, the kind's exit code (errors.TABLE)
+        stop = interruption(e)  # a signal, even one that library code re-wrapped while it unwound
+        if stop is None:
+            fail("grelu-reproduce", e, "finished jobs are kept and reused; HYDRA_FULL_ERROR=1 for the traceback",
+                 where=target.name)
+        print(f"grelu-reproduce: {target.name}: {stop}; finished jobs are kept: run the same command again to go on "
               "(the interrupted job resumes from its last checkpoint)", file=sys.stderr)
-        sys.exit(e.exit_code)
-    except Exception as e:  # one line, the kind's exit code (errors.TABLE)
-        fail("grelu-reproduce", e, "finished jobs are kept and reused; HYDRA_FULL_ERROR=1 for the traceback",
-             where=target.name)
+        sys.exit(stop.exit_code)
     print(f"grelu-reproduce: {target.name} ({args.profile}) -> {dest}/README.md")
 
 

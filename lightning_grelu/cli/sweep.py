@@ -31,7 +31,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_grelu.config_check import validate
-from lightning_grelu.errors import ConfigError, MachineError, fail
+from lightning_grelu.errors import ConfigError, MachineError, fail, interruption
 
 SWEEP_CONF_DIR = Path(__file__).resolve().parents[1] / "sweep_conf"
 
@@ -138,12 +138,13 @@ def run(overrides: list[str] | None = None, node: dict | None = None) -> None:
         from lightning_grelu.sweeps.worker import work
 
         done = work(spec, progress=console.print)
-    except Interrupted as e:
-        print(f"grelu-sweep: {e}: the trial in hand is back in the queue (it resumes from its checkpoint); start "
-              "the worker again to go on", file=sys.stderr)
-        sys.exit(e.exit_code)
-    except Exception as e:  # one line and the kind's exit code (errors.TABLE); a refusal leaves nothing it made
-        if isinstance(e, (ConfigError, MachineError)):
+    except (Interrupted, Exception) as e:  # one line and the kind's exit code (errors.TABLE)
+        stop = interruption(e)  # a signal, even one that library code re-wrapped while it unwound
+        if stop is not None:
+            print(f"grelu-sweep: {stop}: the trial in hand is back in the queue (it resumes from its checkpoint); "
+                  "start the worker again to go on", file=sys.stderr)
+            sys.exit(stop.exit_code)
+        if isinstance(e, (ConfigError, MachineError)):  # a refusal leaves nothing it made
             _remove_if_empty(made, Path(spec.out_dir).resolve() if made else None)
         fail("grelu-sweep", e)
     console.print(f"{spec.name}: this worker ran {done['completed']} completed, {done['failed']} failed and "

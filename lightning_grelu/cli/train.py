@@ -24,7 +24,8 @@ from omegaconf import DictConfig
 from lightning_grelu import faults
 from lightning_grelu.commands import override, override_value, shell_line
 from lightning_grelu.config_check import CONF_DIR, check_conf_path, check_group_choice
-from lightning_grelu.errors import EXIT_CONFIG, EXIT_DIVERGED, EXIT_FAILED, ConfigError, MachineError, classify, fail
+from lightning_grelu.errors import (EXIT_CONFIG, EXIT_DIVERGED, EXIT_FAILED, ConfigError, MachineError, classify, fail,
+                                   interruption)
 
 GROUPS = ("model", "data", "trainer", "logger", "experiment", "callbacks")
 
@@ -156,10 +157,10 @@ def _run_job(cfg: DictConfig) -> tuple[int, dict | None]:
 
     try:
         summary = train(cfg, notes=hydra_notes(cfg))
-    except Interrupted as e:
-        _remove_if_unused(_hydra_output_dir(), Path(cfg.paths.root))
-        _stopped(e, cfg)
-    except Exception as e:  # one line, the kind's exit code (errors.TABLE); a refused job leaves nothing behind
+    except (Interrupted, Exception) as e:  # one line, the kind's exit code (errors.TABLE); a refused job leaves nothing
+        if interruption(e) is not None:  # a signal, even one that library code re-wrapped while it unwound
+            _remove_if_unused(_hydra_output_dir(), Path(cfg.paths.root))
+            _stopped(interruption(e), cfg)
         if classify(e) != "crash":
             _remove_if_unused(_hydra_output_dir(), Path(cfg.paths.root))
         fail("grelu-train", e, f"run dir {cfg.paths.run_dir}; HYDRA_FULL_ERROR=1 for the traceback")
@@ -182,6 +183,8 @@ def _stopped(e: Interrupted, cfg) -> None:
     multirun too: a signal stops every job after this one)."""
     OUTCOMES.clear()
     run_dir = Path(cfg.paths.run_dir).resolve()
+    if e.finished:
+        _stop_line(f"{e}: {run_dir}", e.exit_code)
     if (run_dir / "config.yaml").exists():
         if (run_dir / "checkpoints" / "last.ckpt").exists():
             how = "resume: " + resume_command(run_dir, _job_overrides())

@@ -20,7 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lightning_grelu.errors import ConfigError, MachineError, SuiteError, fail, kind_of_exit, message, trial_exit_code
+from lightning_grelu.errors import (ConfigError, MachineError, SuiteError, fail, interruption, kind_of_exit, message,
+                                   trial_exit_code)
 from lightning_grelu.scan import grid
 from lightning_grelu.scan.engine import Engine
 from lightning_grelu.scan.spec import Scan
@@ -119,11 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # one write per line: the workers share a pipe, and print's separate newline would let their lines mix
         Engine(from_json(Path(path).read_text()), progress=lambda line: print(line + "\n", end="", flush=True)).run()
-    except Interrupted as e:
-        if not os.environ.get(CHILD):
-            print(f"scan worker: {e}: its trials are back in the queue", file=sys.stderr)
-        return e.exit_code
-    except Exception as e:  # the trials it held are back in the queue (Engine releases them); say why it stopped
+    except (Interrupted, Exception) as e:  # the trials it held are back in the queue (Engine releases them)
+        stop = interruption(e)  # a signal, even one that library code re-wrapped while it unwound
+        if stop is not None:
+            if not os.environ.get(CHILD):
+                print(f"scan worker: {stop}: its trials are back in the queue", file=sys.stderr)
+            return stop.exit_code
         if not os.environ.get(CHILD):
             fail("scan worker", e)
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
