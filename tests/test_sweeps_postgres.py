@@ -120,3 +120,48 @@ def test_permanent_errors_fail_at_once_in_one_line(tmp_path, postgres, what):
     assert out.returncode == 2, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "permanent error" in out.stderr, out.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_database_error_optuna_wraps_is_retried_when_transient_and_told_by_its_own_words_when_not(tmp_path):
+    """Optuna wraps a database error in a commit as StorageInternalError ("An exception is raised during the
+    commit..."): four workers opening one SQLite study together ended in that line, exit 2. The database's own
+    error decides: a lock held by another worker is retried; a permanent one is told in its own words."""
+    import sqlite3
+
+    import optuna
+    import sqlalchemy.exc
+
+    from lightning_grelu.sweeps.storage import StorageError, retrying
+
+    db = tmp_path / "s.db"
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")  # another worker holds the write lock
+    try:
+        sqlite3.connect(db, timeout=0).execute("SELECT * FROM t")
+    except sqlite3.OperationalError as e:
+        locked = e
+    holder.execute("ROLLBACK")
+    (tmp_path / "junk.db").write_bytes(b"not a database" * 100)
+    try:
+        sqlite3.connect(tmp_path / "junk.db").execute("SELECT * FROM sqlite_master")
+    except sqlite3.DatabaseError as e:
+        junk = e
+
+    def wrapped(orig):
+        try:
+            raise sqlalchemy.exc.OperationalError("SELECT", {}, orig)
+        except sqlalchemy.exc.SQLAlchemyError as e:
+            raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from e
+
+    calls = []
+
+    def open_study():
+        calls.append(1)
+        if len(calls) < 3:
+            wrapped(locked)
+        return "study"
+
+    assert retrying(open_study, "study 'x'", timeout_s=10) == "study" and len(calls) == 3
+    with pytest.raises(StorageError, match="file is not a database"):
+        retrying(lambda: wrapped(junk), "study 'x'", timeout_s=10)

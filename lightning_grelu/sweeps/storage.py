@@ -182,8 +182,9 @@ def classify(e: BaseException) -> str:
 
     if isinstance(orig, sqlite3.IntegrityError):  # workers starting together create the schema twice
         return "transient"
-    if isinstance(orig, sqlite3.OperationalError) and ("locked" in str(orig) or "already exists" in str(orig)):
-        return "transient"
+    if isinstance(orig, sqlite3.OperationalError) and any(
+            w in str(orig) for w in ("locked", "busy", "locking protocol", "already exists")):
+        return "transient"  # another worker holds the write lock or is setting up the write-ahead log
     return "permanent"
 
 
@@ -199,7 +200,9 @@ def retrying(make, what: str, timeout_s: float = DB_TIMEOUT_S, tries: int = 8):
             return make()
         except optuna.exceptions.DuplicatedStudyError:
             raise
-        except (SQLAlchemyError, OSError) as e:
+        except (SQLAlchemyError, OSError, optuna.exceptions.StorageInternalError) as e:
+            if isinstance(e, optuna.exceptions.StorageInternalError) and e.__cause__ is not None:
+                e = e.__cause__  # Optuna's wrapper of the database's own error ("An exception is raised during the commit")
             kind = classify(e)
             first = (str(getattr(e, "orig", None) or e).strip().splitlines() or [type(e).__name__])[0]
             late = time.monotonic() - t0 > timeout_s or attempt == tries - 1
