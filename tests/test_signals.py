@@ -130,8 +130,8 @@ def test_reproduce_under_sigterm_exits_143_keeps_finished_jobs_and_goes_on(tmp_p
         data = write_cifar10(tmp_path / "cifar", n=24, n_test=24)
         extra = ["--seeds", "1", "--override", f"data.data_dir={data}", "--override", "model.width=16",
                  "--override", "trainer.max_epochs=300"]
-    else:  # long enough that a batch is still training when the first one has written its records
-        extra = ["--workers", "2", "--override", "trainer.max_epochs=20000"]
+    else:  # long enough that a batch is still training when the first one has written its records; 2 seeds
+        extra = ["--workers", "2", "--seeds", "2", "--override", "trainer.max_epochs=20000"]
     args = [target, "--profile", "smoke", *extra, "--results", str(tmp_path / "results"), "--work", str(tmp_path / "work")]
     p = start(args, cmd=cmd, cwd=tmp_path)
     work = tmp_path / "work" / target / "smoke"
