@@ -14,6 +14,9 @@ from lightning_grelu.reproduce.target import Context
 TINY = dict(ns=[8, 16], depths=[2], d_ys=[1, 2], d=8, budgets=[100, 300], high=256, seeds=[0, 1, 2], base=[])
 
 
+pytestmark = pytest.mark.slow  # the module's atlas takes about 30 s: make test runs it, make test-fast does not
+
+
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("atlas")

@@ -59,6 +59,7 @@ def test_grelu_bench_runs_on_cpu_and_reports_every_field(tmp_path):
         assert r["samples_per_s"] == pytest.approx(r["batch"] / (r["suite_ms"] / 1e3), rel=1e-9)
 
 
+@pytest.mark.slow
 def test_a_second_grelu_bench_run_keeps_the_first_runs_records(tmp_path):
     """A measured run is never replaced: --out appends a run (its meta line, then its rows) to the case's file,
     and the README shows every run under its own command."""

@@ -171,6 +171,7 @@ def test_a_trial_that_finished_before_its_worker_died_is_kept_not_run_again(tmp_
 
 # -- out_dir and study are bound ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_two_studies_never_share_an_out_dir_and_a_lost_study_is_not_recreated_into_it(tmp_path):
     first = sweep(*args(tmp_path, FAST, n=1), cwd=tmp_path)
     assert first.returncode == 0, first.stderr
