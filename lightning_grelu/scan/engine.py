@@ -37,7 +37,7 @@ from lightning_grelu.errors import ConfigError
 from lightning_grelu.scan import grid, runner
 from lightning_grelu.scan.spec import Scan, key
 from lightning_grelu.signals import SIGNALS, Interrupted
-from lightning_grelu.sweeps.storage import Keeper, StudyLock, Watch, lost, storage_cause, sync
+from lightning_grelu.sweeps.storage import Keeper, StudyLock, Watch, beat, lost, storage_cause, sync
 from lightning_grelu.sweeps.worker import WORKER, fail_dead_trials, open_study, release, run_trial
 
 POLL_S = 0.5  # how often an idle worker looks again
@@ -264,6 +264,7 @@ class Engine:
                 self.storage.set_trial_user_attr(t._trial_id, "trial_pid", os.getpid())
                 self.storage.set_trial_user_attr(t._trial_id, "attempts", t.user_attrs.get("attempts", 0) + 1)
                 out.append((optuna.Trial(self.study, t._trial_id), params, s))
+        beat(self.storage, [c[0]._trial_id for c in out])
         return out
 
     def _execute(self, claimed) -> None:
@@ -295,22 +296,26 @@ class Engine:
             if isinstance(e, runner_stopped()):
                 raise Interrupted(self._signal or signal.SIGTERM) from None
             raise
-        keeper.__exit__()
         if keeper.failure is not None:
+            keeper.__exit__()
             raise keeper.failure
         told = 0
-        try:
+        try:  # the heartbeats go on until the last trial is told: a large batch's records take a while to write
             for (trial, params, s), p, out in zip(claimed, prepared, outcomes):
                 summary = runner.write_record(p, out, self.scan.budgets)
                 self._tell(trial, params, summary, runner.curve(out.sse))
                 told += 1
         except BaseException as e:  # those not told go back to the queue (a written record is told from)
+            keeper.__exit__()
             for trial, _, _ in claimed[told:]:
                 try:
                     release(self.storage, trial, f"stopped while telling: {type(e).__name__}: {e}")
                 except Exception:
                     pass  # the storage itself failed: the next worker to look puts them back (dead pid)
             raise
+        keeper.__exit__()
+        if keeper.failure is not None:  # the storage went wrong while the batch was told: told in one line
+            raise keeper.failure
         sync(self.storage)  # the batch's answers are durable (the journal is synced per batch, not per write)
         self.ran["trials"] += len(claimed)
         self.ran["batches"] += 1

@@ -260,6 +260,14 @@ class Watch:
         self.size = st.st_size
 
 
+def beat(storage, trial_ids: list[int]) -> None:
+    """A heartbeat for trials this worker holds (RDB storages). Taken at a claim too: a trial put back in the
+    queue keeps its last heartbeat, which other workers would otherwise find stale the moment it runs again."""
+    if isinstance(storage, optuna.storages.RDBStorage):
+        for tid in trial_ids:
+            storage.record_heartbeat(tid)
+
+
 class Keeper:
     """While a worker holds trials: their heartbeats (RDB storages) and the storage :class:`Watch`, in a thread
     that never prints a traceback. The first failure is kept in ``failure`` and ``on_failure`` is called once

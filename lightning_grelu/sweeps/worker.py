@@ -32,7 +32,7 @@ from lightning_grelu.signals import SIGNALS, Interrupted
 from lightning_grelu.sweeps import binding
 from lightning_grelu.sweeps.sampling import make_sampler  # a trial's draw: (sweep.seed, trial.number)
 from lightning_grelu.sweeps.spec import SweepSpec
-from lightning_grelu.sweeps.storage import Keeper, Watch, lost, make_storage, retrying, storage_cause
+from lightning_grelu.sweeps.storage import Keeper, Watch, beat, lost, make_storage, retrying, storage_cause
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
@@ -134,8 +134,6 @@ def fail_dead_trials(study: optuna.Study, storage, spec: SweepSpec | None = None
     had finished is told from its run record; otherwise the trial goes back to WAITING (its folder keeps the
     checkpoint the next attempt resumes), up to MAX_ATTEMPTS. Other hosts' workers are noticed by missing
     heartbeats on RDB storages (PostgreSQL then retries the trial as a new one)."""
-    if isinstance(storage, optuna.storages.RDBStorage):
-        optuna.storages.fail_stale_trials(study)
     host = socket.gethostname()
     suspects = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -164,6 +162,11 @@ def fail_dead_trials(study: optuna.Study, storage, spec: SweepSpec | None = None
                 storage.set_trial_state_values(t._trial_id, TrialState.WAITING)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker handled it first
+    # after this host's own: a dead local worker is known for certain, and its trial goes back to the queue under
+    # its own number (its next attempt resumes the checkpoint); a missing heartbeat would FAIL it for a new trial
+    # that starts over, once the kill took longer than the grace period to be noticed
+    if isinstance(storage, optuna.storages.RDBStorage):
+        optuna.storages.fail_stale_trials(study)
 
 
 def _finished_summary(run_dir: Path) -> dict | None:
@@ -196,6 +199,7 @@ def claim(study: optuna.Study, storage) -> optuna.Trial | None:
         if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
             storage.set_trial_user_attr(t._trial_id, "worker", WORKER)
             storage.set_trial_user_attr(t._trial_id, "attempts", t.user_attrs.get("attempts", 0) + 1)
+            beat(storage, [t._trial_id])
             return optuna.Trial(study, t._trial_id)
     return None
 
@@ -228,8 +232,7 @@ def run_trial(spec: SweepSpec, study: optuna.Study, storage, trial: optuna.Trial
     if spec.pruner != "none":  # the trial process reports intermediate losses to this trial
         env.update(GRELU_SWEEP_STORAGE=spec.storage_url(), GRELU_SWEEP_STUDY=spec.name,
                    GRELU_SWEEP_TRIAL_ID=str(trial._trial_id))
-    if isinstance(storage, optuna.storages.RDBStorage):
-        storage.record_heartbeat(trial._trial_id)
+    beat(storage, [trial._trial_id])
     # its own session: Ctrl-C reaches the worker only, which passes each signal on exactly once
     proc = subprocess.Popen([sys.executable, "-m", "lightning_grelu.sweeps.run_trial", str(run_dir), *overrides],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
@@ -273,6 +276,7 @@ def run_trial(spec: SweepSpec, study: optuna.Study, storage, trial: optuna.Trial
     (watch or Watch(spec.storage_url())).check()  # the study is still the one this worker claimed from
     summary = _finished_summary(run_dir) or _read_summary(run_dir)
     faults.point("tell")  # the trial has finished; the study does not know yet
+    beat(storage, [trial._trial_id])  # it is this worker's until told (the keeper stopped with the process)
     return tell(spec, study, storage, trial, code, reason, summary, diverged_answers=fixed)
 
 
