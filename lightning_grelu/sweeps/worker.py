@@ -27,9 +27,9 @@ import optuna
 from optuna.trial import TrialState
 
 from lightning_grelu import faults
-from lightning_grelu.errors import EXIT_PRUNED, ConfigError, MachineError, kind_of_exit
+from lightning_grelu.errors import EXIT_PRUNED, ConfigError, MachineError, interruption, kind_of_exit
 from lightning_grelu.signals import SIGNALS, Interrupted
-from lightning_grelu.sweeps import binding
+from lightning_grelu.sweeps import binding, launch
 from lightning_grelu.sweeps.sampling import make_sampler  # a trial's draw: (sweep.seed, trial.number)
 from lightning_grelu.sweeps.spec import SweepSpec
 from lightning_grelu.sweeps.storage import Keeper, Watch, beat, lost, make_storage, retrying, storage_cause
@@ -232,11 +232,21 @@ def run_trial(spec: SweepSpec, study: optuna.Study, storage, trial: optuna.Trial
     if spec.pruner != "none":  # the trial process reports intermediate losses to this trial
         env.update(GRELU_SWEEP_STORAGE=spec.storage_url(), GRELU_SWEEP_STUDY=spec.name,
                    GRELU_SWEEP_TRIAL_ID=str(trial._trial_id))
+    fork = launch.forking()
+    if fork:  # once per worker: what every trial imports (a signal meanwhile gives the claimed trial back)
+        try:
+            launch.preload()
+        except BaseException as e:
+            stop = interruption(e)
+            if stop is not None:
+                release(storage, trial, f"stopped by {signal.Signals(stop.signum).name}")
+            raise
     beat(storage, [trial._trial_id])
     # its own session: Ctrl-C reaches the worker only, which passes each signal on exactly once
-    proc = subprocess.Popen([sys.executable, "-m", "lightning_grelu.sweeps.run_trial", str(run_dir), *overrides],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+    argv = [str(run_dir), *overrides]
+    proc = launch.ForkedTrial(argv, env) if fork else subprocess.Popen(
+        [sys.executable, "-m", launch.MODULE, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, start_new_session=True)
     trial.set_user_attr("trial_pid", proc.pid)
     got: list[int] = []
 
