@@ -76,6 +76,10 @@ def crash(argv):
     raise RuntimeError("a bug in the trial")
 
 
+def interrupted(argv):
+    raise KeyboardInterrupt
+
+
 def hang(argv):
     import time
 
@@ -87,6 +91,9 @@ def test_a_forked_trials_crash_and_kill_reach_the_worker_as_a_fresh_process_s_wo
     proc = launch.ForkedTrial([str(tmp_path)], dict(os.environ), main=crash)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1 and err.strip().splitlines()[-1] == "RuntimeError: a bug in the trial"
+    proc = launch.ForkedTrial([str(tmp_path)], dict(os.environ), main=interrupted)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGINT and err.strip().endswith("KeyboardInterrupt")  # as CPython ends on it
     proc = launch.ForkedTrial([str(tmp_path)], dict(os.environ), main=hang)
     with pytest.raises(subprocess.TimeoutExpired):
         proc.communicate(timeout=0.5)

@@ -142,6 +142,9 @@ def _child(argv: list[str], env: dict[str, str], err_fd: int, mask, worker: int,
         code = (main or run_trial.main)(argv)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except KeyboardInterrupt:  # as a fresh process ends on it: its traceback, then killed by SIGINT
+        traceback.print_exc()
+        code = -signal.SIGINT
     except BaseException:  # noqa: BLE001 - as an uncaught exception ends a fresh process: its traceback, exit 1
         traceback.print_exc()
         code = 1
@@ -152,8 +155,11 @@ def _child(argv: list[str], env: dict[str, str], err_fd: int, mask, worker: int,
             atexit._run_exitfuncs()
             sys.stdout.flush()
             sys.stderr.flush()
+            if code == -signal.SIGINT:
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGINT)
         finally:
-            os._exit(code)
+            os._exit(code if code >= 0 else 128 - code)
 
 
 def _name(comm: str) -> None:
