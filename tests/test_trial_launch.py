@@ -133,3 +133,16 @@ def same(summary: dict) -> dict:
     """What does not depend on where and when the run ran (its folder, clock, free memory, probe speed)."""
     return {k: v for k, v in summary.items() if k != "run_dir" and not k.startswith(("probe/", "memory/available"))
             and "time" not in k and not k.endswith("_s")}
+
+
+def test_trials_start_fresh_when_asked_or_when_the_worker_holds_a_cuda_context(monkeypatch):
+    import torch
+
+    monkeypatch.delenv("GRELU_TRIAL_FORK", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    assert launch.forking()
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)  # a forked child could not use it
+    assert not launch.forking()
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    monkeypatch.setenv("GRELU_TRIAL_FORK", "0")
+    assert not launch.forking()
