@@ -306,14 +306,14 @@ class Engine:
                 self._tell(trial, params, summary, runner.curve(out.sse))
                 told += 1
         except BaseException as e:  # those not told go back to the queue (a written record is told from)
-            keeper.__exit__()
             for trial, _, _ in claimed[told:]:
                 try:
                     release(self.storage, trial, f"stopped while telling: {type(e).__name__}: {e}")
                 except Exception:
                     pass  # the storage itself failed: the next worker to look puts them back (dead pid)
             raise
-        keeper.__exit__()
+        finally:
+            keeper.__exit__()
         if keeper.failure is not None:  # the storage went wrong while the batch was told: told in one line
             raise keeper.failure
         sync(self.storage)  # the batch's answers are durable (the journal is synced per batch, not per write)

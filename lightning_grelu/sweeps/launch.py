@@ -30,6 +30,7 @@ import gc
 import importlib.util
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -62,8 +63,8 @@ class ForkedTrial:
     """A forked trial process, with the part of :class:`subprocess.Popen`'s interface the worker uses."""
 
     def __init__(self, argv: list[str], env: dict[str, str], main=None):
-        """``main(argv) -> exit code`` runs in the child: ``run_trial.main`` unless a test gives another."""
-        preload()
+        """``main(argv) -> exit code`` runs in the child: ``run_trial.main`` unless a test gives another.
+        The worker has called :func:`preload` (where a signal can still give its claimed trial back)."""
         self.returncode: int | None = None
         self._err = tempfile.TemporaryFile("w+b")  # a file, not a pipe: a long stderr never blocks the child
         for stream in (sys.stdout, sys.stderr):  # nothing buffered here is written twice (once by the child)
@@ -97,8 +98,6 @@ class ForkedTrial:
     def communicate(self, timeout: float | None = None) -> tuple[str, str]:
         """Wait for the exit (signals to the worker are handled meanwhile); returns ("", its stderr).
         Raises subprocess.TimeoutExpired after ``timeout`` seconds, leaving the process running."""
-        import subprocess
-
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.poll() is None:
             if deadline is not None and time.monotonic() >= deadline:
