@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from lightning_grelu import config_schema  # noqa: F401  (registers the model and data schemas in Hydra's ConfigStore)
+from lightning_grelu import config_schema  # registers the model and data schemas in Hydra's ConfigStore
 from lightning_grelu.conf_path import CONF_DIR, conf_dirs
 from lightning_grelu.errors import ConfigError
 
@@ -86,10 +86,17 @@ SCHEMA: dict[str, tuple] = {
     "model.weight_decay": (lambda v: _is_num(v) and v >= 0, "a finite number >= 0"),
     "model.lr_scale": (lambda v: _is_num(v) and v > 0, "a finite number > 0"),
     "model.inner_steps": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "model.optimizer": (lambda v: v in config_schema.OPTIMIZERS, f"one of {config_schema.OPTIMIZERS}"),
+    "model.lr_policy": (lambda v: v in config_schema.LR_POLICIES, f"one of {config_schema.LR_POLICIES}"),
+    "model.gate_init": (lambda v: v in config_schema.GATE_INITS, f"one of {config_schema.GATE_INITS}"),
+    "model.conversion_target": (lambda v: v in config_schema.CONVERSION_TARGETS,
+                                f"one of {config_schema.CONVERSION_TARGETS}"),
     "model.ridge": (lambda v: _is_num(v) and v >= 0, "a finite number >= 0"),
     "model.exact_rtol": (lambda v: v is None or (_is_num(v) and v > 0), "a number > 0, or null"),
     "data.n": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "data.d": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "data.d_in": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "data.d_out": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "data.n_val": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     "data.n_test": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     "data.batch_size": (lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1, or null (full batch)"),
@@ -196,6 +203,7 @@ def validate(cfg: DictConfig) -> None:
     engine, grelu-eval, ``train(cfg)``); the types were Hydra's, while it composed."""
     check_conf_path()
     check_schema(cfg)
+    check_callback_entries(cfg)
     m, d, t = cfg.model, cfg.data, cfg.trainer
     max_epochs = t.get("max_epochs")
     if "switch_epoch" in m:
@@ -254,6 +262,14 @@ def _declared(group: str, option) -> set[str] | None:
     return keys
 
 
+def check_callback_entries(cfg: DictConfig) -> None:
+    """Each entry of ``callbacks`` names a class to build (``_target_``), or is null."""
+    for k, node in (cfg.get("callbacks") or {}).items():
+        if node is not None and (not isinstance(node, DictConfig) or "_target_" not in node):
+            raise ConfigError(f"callbacks.{k} has no _target_: each entry of callbacks is a callback to build "
+                              f"(callbacks.{k}._target_=<class>), or null")
+
+
 def check_constructors(cfg: DictConfig, groups=("model", "data", "trainer", "callbacks"), trust_files=True) -> None:
     """Every group that is instantiated (data, model, trainer, each callback) names only keys its class takes,
     and every key it requires: a config that cannot be built (``data=fashion_mnist`` under an experiment that
@@ -267,11 +283,8 @@ def check_constructors(cfg: DictConfig, groups=("model", "data", "trainer", "cal
     nodes = [(g, cfg.get(g), given[g]) for g in given if g in groups]
     if "callbacks" in groups:
         nodes += [(f"callbacks.{k}", v, set()) for k, v in (cfg.get("callbacks") or {}).items()]
+    check_callback_entries(cfg)
     for where, node, added in nodes:
-        if where.startswith("callbacks.") and node is not None and (not isinstance(node, DictConfig)
-                                                                     or "_target_" not in node):
-            raise ConfigError(f"{where} has no _target_: each entry of callbacks is a callback to build "
-                              f"({where}._target_=<class>), or null")
         if not isinstance(node, DictConfig) or "_target_" not in node:
             continue
         keys = {str(k) for k in node if not str(k).startswith("_") and not (k == "name" and where in given)}

@@ -20,6 +20,13 @@ from typing import Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING
 
+# The choices of the nets' string keys: the classes refuse anything else, and config_check refuses it first,
+# before torch and Lightning are imported (one list, read by both)
+OPTIMIZERS = ("sgd", "adam")
+LR_POLICIES = ("fixed", "theorem", "ntk")
+GATE_INITS = ("independent", "copy", "from_relu")
+CONVERSION_TARGETS = ("carry", "lift", "relu")  # lightning_grelu.nets.grelu_to_relu.TARGETS (a test keeps them equal)
+
 
 @dataclass
 class ModelConf:

@@ -25,7 +25,8 @@ from lightning_grelu.config_check import validate
 from lightning_grelu.errors import ConfigError
 from lightning_grelu.memory import check_devices
 from lightning_grelu.summary import json_number
-from lightning_grelu.train import _resolve_ckpt, build_data
+from lightning_grelu.run_dir import resolve_ckpt
+from lightning_grelu.train import build_data
 
 EVAL_KEYS = ("ckpt_path", "splits", "out", "overwrite")
 
@@ -66,7 +67,7 @@ def default_out(ckpt: Path, overrides: list[str]) -> Path:
 
 def evaluate(cfg: DictConfig, overrides: list[str]) -> tuple[dict, Path]:
     """Score ``cfg.ckpt_path`` on ``cfg.splits``; returns the record and where it was written."""
-    ckpt = _resolve_ckpt(str(cfg.ckpt_path), Path("."))
+    ckpt = resolve_ckpt(str(cfg.ckpt_path), Path("."))
     if ckpt is None or ckpt == "last":
         raise ConfigError("ckpt_path: give a .ckpt file (e.g. runs/<experiment>/<run>/checkpoints/last.ckpt)")
     ckpt = Path(ckpt)

@@ -23,6 +23,7 @@ import shutil
 import socket
 import sys
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,6 +114,52 @@ def decide(existing: Existing, config: dict, ckpt_path, overwrite: bool) -> str:
         raise ConfigError(f"{where} holds an unfinished run ({status}): resume it with ckpt_path=last, or add "
                           "overwrite=true to start it over")
     return "resume" if ckpt_path is not None else "fresh"
+
+
+def resolve_ckpt(ckpt_path, run_dir: Path):
+    """The checkpoint a command resumes from (``last``: the run directory's), or None for a fresh start; a path
+    that does not exist or is not a ``torch.save`` archive is refused."""
+    if ckpt_path in (None, "null"):
+        return None
+    if ckpt_path == "last":
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if last.exists():
+            return str(last)
+        finished = inspect(run_dir).finished if run_dir.is_dir() else False
+        if (run_dir / "metrics.csv").exists() and not finished:  # (a finished run is refused by run_dir.decide)
+            raise ConfigError(f"ckpt_path=last: {run_dir} has records but no checkpoints/last.ckpt (the run stopped "
+                              "before its first checkpoint; see callbacks.model_checkpoint.every_n_epochs); start "
+                              "it over with overwrite=true, or in a new paths.run_dir")
+        return None  # nothing there yet: a fresh start
+    if not Path(ckpt_path).exists():
+        raise ConfigError(f"ckpt_path {ckpt_path!r} does not exist (give a .ckpt file, or ckpt_path=last)")
+    if not zipfile.is_zipfile(ckpt_path):  # torch.save writes a zip archive; anything else is not ours
+        raise ConfigError(f"ckpt_path {ckpt_path!r} is not a checkpoint (not a torch.save archive: truncated or "
+                          "another file); give a .ckpt from checkpoints/, or ckpt_path=last")
+    return ckpt_path
+
+
+def refuse_early(cfg, explicit_run_dir: bool) -> None:
+    """What :func:`decide` and :func:`resolve_ckpt` refuse, asked by grelu-train before torch and Lightning are
+    imported (a refusal in a fraction of a second, not seconds). Only refusals are taken from here: ``train()``
+    checks everything again, and alone decides a start, a resume or "nothing to do". Skipped where the answer
+    could differ from ``train()``'s: ``step_budget`` sets trainer.max_epochs from the data, and a DDP rank > 0
+    finds the records rank 0 has begun to write."""
+    from omegaconf import OmegaConf
+
+    if any(int(os.environ.get(k, "0") or 0) != 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")):
+        return
+    ckpt = cfg.get("ckpt_path")
+    if not explicit_run_dir:  # Hydra makes a new run directory: only a named checkpoint file can be wrong now
+        if ckpt not in (None, "null", "last"):
+            resolve_ckpt(ckpt, Path("."))
+        return
+    if cfg.get("step_budget") is not None:
+        return
+    run_dir = Path(cfg.paths.run_dir).resolve()
+    existing = inspect(run_dir)
+    decide(existing, OmegaConf.to_container(cfg, resolve=True), resolve_ckpt(ckpt, run_dir),
+           bool(cfg.get("overwrite", False)))
 
 
 def clear_records(run_dir: Path, keep: tuple[str, ...] = ()) -> None:

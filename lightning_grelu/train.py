@@ -13,7 +13,6 @@ import shutil
 import tempfile
 import time
 import warnings
-import zipfile
 from pathlib import Path
 
 import lightning as L
@@ -94,27 +93,6 @@ def build_model(cfg: DictConfig, dm, device: torch.device):
         return _instantiate(_without_name(cfg.model), d_in=dm.d_in, d_out=dm.d_out)
 
 
-def _resolve_ckpt(ckpt_path, run_dir: Path):
-    if ckpt_path in (None, "null"):
-        return None
-    if ckpt_path == "last":
-        last = run_dir / "checkpoints" / "last.ckpt"
-        if last.exists():
-            return str(last)
-        finished = rundir.inspect(run_dir).finished if run_dir.is_dir() else False
-        if (run_dir / "metrics.csv").exists() and not finished:  # (a finished run is refused by run_dir.decide)
-            raise ConfigError(f"ckpt_path=last: {run_dir} has records but no checkpoints/last.ckpt (the run stopped "
-                              "before its first checkpoint; see callbacks.model_checkpoint.every_n_epochs); start "
-                              "it over with overwrite=true, or in a new paths.run_dir")
-        return None  # nothing there yet: a fresh start
-    if not Path(ckpt_path).exists():
-        raise ConfigError(f"ckpt_path {ckpt_path!r} does not exist (give a .ckpt file, or ckpt_path=last)")
-    if not zipfile.is_zipfile(ckpt_path):  # torch.save writes a zip archive; anything else is not ours
-        raise ConfigError(f"ckpt_path {ckpt_path!r} is not a checkpoint (not a torch.save archive: truncated or "
-                          "another file); give a .ckpt from checkpoints/, or ckpt_path=last")
-    return ckpt_path
-
-
 def apply_step_budget(cfg: DictConfig, dm) -> None:
     """``step_budget=theorem``: Theorem 1's T = c log(n^3 L / (d_x eps)) GD steps (c = ``step_budget_scale``)
     replace ``trainer.max_epochs`` (in epochs of this data's steps), before the config is recorded."""
@@ -180,7 +158,7 @@ def _train(cfg: DictConfig, callbacks: list | None, stopper: StopOnSignal, notes
     main_rank = rank_zero_only.rank == 0  # DDP ranks > 0 are launched by rank 0 after its checks passed
     overwrite = bool(cfg.get("overwrite", False))
     existing = rundir.inspect(run_dir) if main_rank else None
-    ckpt_path = _resolve_ckpt(cfg.get("ckpt_path"), run_dir)
+    ckpt_path = rundir.resolve_ckpt(cfg.get("ckpt_path"), run_dir)
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = build_data(cfg)  # bad values fail here, before anything is written

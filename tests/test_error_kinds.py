@@ -100,6 +100,14 @@ def test_every_option_of_a_group_is_built_from_its_own_keys(group):
                                trust_files=False)
 
 
+def test_the_light_checks_choices_are_the_nets_own():
+    """config_check refuses a choice before torch is imported; the net refuses the same set of values."""
+    from lightning_grelu import config_schema
+    from lightning_grelu.nets.grelu_to_relu import TARGETS
+
+    assert config_schema.CONVERSION_TARGETS == TARGETS
+
+
 def run(argv: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
     full = {**os.environ, "WANDB_MODE": "disabled", **env}
     full.pop("HYDRA_FULL_ERROR", None)

@@ -71,6 +71,11 @@ def test_a_refused_grelu_sweep_is_one_line_exit_2_and_writes_nothing(tmp_path, a
 
 LIGHT_REFUSALS = [  # (module, arguments, what the one line says): refused before torch and Lightning are imported
     ("train", ["model.width=abc"], "model.width"),
+    ("train", ["model.lr_policy=adaptive"], "model.lr_policy"),  # a choice the classes also refuse
+    ("train", ["model=grelu_to_relu", "model.conversion_target=magic"], "model.conversion_target"),
+    ("train", ["data=synthetic", "data.d_in=0"], "data.d_in"),
+    ("train", ["+callbacks.mine.every_s=1"], "callbacks.mine has no _target_"),
+    ("train", ["ckpt_path=/no/such.ckpt"], "does not exist"),
     ("sweep", ["sweep=nope"], "nope"),
     ("reproduce", ["fig2a", "--seeds", "0"], "--seeds"),
     ("reproduce", ["table9"], "table9"),

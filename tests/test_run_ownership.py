@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,12 +66,19 @@ REFUSED = [
 @pytest.mark.slow
 @pytest.mark.parametrize("extra,needle", REFUSED, ids=[" ".join(e) or "again" for e, _ in REFUSED])
 def test_a_finished_run_is_never_overwritten(finished, extra, needle):
+    """... and told before torch and Lightning are imported (a fraction of a second), but where the
+    checkpoint itself must be read (an epoch beyond trainer.max_epochs)."""
     before = snapshot(finished)
-    out = run_cli(*BASE, f"paths.run_dir={finished}", *extra)
-    assert out.returncode == 2, out.stderr
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0], out.stderr
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "lightning_grelu.cli.train", *BASE,
+                          f"paths.run_dir={finished}", *extra], cwd=REPO, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "WANDB_MODE": "offline"})
+    assert out.returncode == 2, out.stderr[-3000:]
+    lines = [ln for ln in out.stderr.strip().splitlines() if not ln.startswith("import time:")]
+    assert len(lines) == 1 and needle in lines[0], out.stderr[-3000:]
     assert snapshot(finished) == before
+    imported = {ln.split("|")[-1].strip() for ln in out.stderr.splitlines() if ln.startswith("import time:")}
+    assert "omegaconf" in imported  # the import log was read
+    assert ("torch" in imported) == (needle == "beyond trainer.max_epochs"), needle
 
 
 def test_resuming_a_finished_run_with_its_own_config_has_nothing_to_do(finished):

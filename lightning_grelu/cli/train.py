@@ -292,6 +292,9 @@ def check_overrides(argv: list[str]) -> None:
             from lightning_grelu.memory import check_devices
 
             check_devices(cfg.trainer)
+        from lightning_grelu.run_dir import refuse_early
+
+        refuse_early(cfg, EXPLICIT_RUN_DIR)  # a finished run, an unfinished one, a changed config, a missing ckpt
     except (ConfigError, MachineError) as e:
         _fail(e)
 

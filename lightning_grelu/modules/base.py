@@ -16,12 +16,12 @@ import torch
 import torch.distributed as dist
 
 from lightning_grelu import faults
+from lightning_grelu.config_schema import OPTIMIZERS
 from lightning_grelu.errors import ConfigError
 from lightning_grelu.modules import step_size
 from lightning_grelu.nets import ntk
 from lightning_grelu.nets.spec import NetSpec, param_dtype
 
-OPTIMIZERS = ("sgd", "adam")
 
 
 class RegressionModule(L.LightningModule):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from lightning_grelu.modules.base import RegressionModule
+from lightning_grelu.config_schema import GATE_INITS
 from lightning_grelu.errors import ConfigError
 from lightning_grelu.nets import GateCache, GReLUMLP, ReLUMLP
 from lightning_grelu.nets.spec import param_dtype
@@ -23,7 +24,7 @@ from lightning_grelu.nets.spec import param_dtype
 class GReLUModule(RegressionModule):
     def __init__(self, *args, gate_init: str = "independent", relu_checkpoint: str | None = None,
                  cache_gates: bool = True, **kwargs):
-        if gate_init not in ("independent", "copy", "from_relu"):
+        if gate_init not in GATE_INITS:
             raise ConfigError(f"model.gate_init must be 'independent', 'copy' or 'from_relu', got {gate_init!r}")
         if gate_init == "from_relu" and not relu_checkpoint:
             raise ConfigError("model.gate_init=from_relu needs model.relu_checkpoint=<path to a ReLU run's .ckpt>")

@@ -17,11 +17,11 @@ from dataclasses import replace
 import torch
 
 from lightning_grelu import faults
+from lightning_grelu.config_schema import CONVERSION_TARGETS as TARGETS
 from lightning_grelu.errors import ConfigError
 from lightning_grelu.modules.base import RegressionModule, all_reduce
 from lightning_grelu.modules.grelu import GReLUModule
 from lightning_grelu.nets import ReLUMLP, grelu_to_relu
-from lightning_grelu.nets.grelu_to_relu import TARGETS
 from lightning_grelu.nets.spec import param_dtype
 
 # rel_jump's denominator never falls below this fraction of the zero predictor's SSE (1/2 ||Y||^2):

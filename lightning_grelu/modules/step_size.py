@@ -20,7 +20,7 @@ import math
 
 from lightning_grelu.errors import ConfigError
 
-POLICIES = ("fixed", "theorem", "ntk")
+from lightning_grelu.config_schema import LR_POLICIES as POLICIES
 
 
 def check_policy(policy: str, scale: float) -> None:
