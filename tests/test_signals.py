@@ -19,7 +19,7 @@ import pytest
 
 from conftest import GRELU_TRAIN, REPO, TINY, run_cli
 
-LONG = [*TINY, "callbacks=default", "callbacks.model_checkpoint.every_n_epochs=500", "trainer.max_epochs=4000"]
+LONG = [*TINY, "callbacks=default", "callbacks.model_checkpoint.every_n_epochs=500", "trainer.max_epochs=1000"]  # a signal lands ~20 epochs in
 TIMING = ("wall_time_s", "attempts", "probe/seconds_to_eps", "seconds_to_eps", "run_dir", "memory/", "error", "signal")
 ENV = {**os.environ, "WANDB_MODE": "offline"}
 
@@ -66,7 +66,7 @@ def test_a_signal_saves_the_epoch_and_exits_128_plus_n_and_its_resume_line_finis
     lines = err.strip().splitlines()
     assert len(lines) == 1 and signal.Signals(sig).name in lines[0] and "resume: grelu-train" in lines[0], err
     s = summary(run_dir)
-    assert s["status"] == "interrupted" and s["signal"] == sig and 0 < s["epochs"] < 4000
+    assert s["status"] == "interrupted" and s["signal"] == sig and 0 < s["epochs"] < 1000
     assert len(rows(run_dir)) == s["epochs"]  # every finished epoch is in the record ...
     import torch
 
@@ -94,7 +94,7 @@ def test_a_second_signal_stops_at_once_and_the_run_still_resumes(tmp_path):
     assert p.returncode == 143 and len(err.strip().splitlines()) == 1, err
     assert summary(run_dir)["status"] == "interrupted"
     assert run_cli(*args, "ckpt_path=last").returncode == 0
-    assert summary(run_dir)["status"] == "completed" and summary(run_dir)["steps"] == 4000
+    assert summary(run_dir)["status"] == "completed" and summary(run_dir)["steps"] == 1000
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
