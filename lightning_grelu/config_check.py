@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from pathlib import Path
@@ -254,7 +255,10 @@ def _declared(group: str, option) -> set[str] | None:
     for entry in node.get("defaults") or []:
         if not isinstance(entry, str):
             return None
-        if entry != "_self_":
+        schema = re.fullmatch(r"/(schema_\w+)@_here_", entry)  # the keys of a structured config (config_schema)
+        if schema and schema.group(1) in config_schema.SCHEMAS:
+            keys |= {f.name for f in dataclasses.fields(config_schema.SCHEMAS[schema.group(1)])}
+        elif entry != "_self_":
             more = _declared(group, entry)
             if more is None:
                 return None

@@ -77,6 +77,7 @@ LIGHT_REFUSALS = [  # (module, arguments, what the one line says): refused befor
     ("train", ["+callbacks.mine.every_s=1"], "callbacks.mine has no _target_"),
     ("train", ["ckpt_path=/no/such.ckpt"], "does not exist"),
     ("sweep", ["sweep=nope"], "nope"),
+    ("sweep", ["sweep.out_dir=/proc/grelu"], "is not writable"),  # after a trial's config is composed and checked
     ("reproduce", ["fig2a", "--seeds", "0"], "--seeds"),
     ("reproduce", ["table9"], "table9"),
     ("report", ["/no/such/runs"], "/no/such/runs"),

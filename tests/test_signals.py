@@ -131,7 +131,7 @@ def test_reproduce_under_sigterm_exits_143_keeps_finished_jobs_and_goes_on(tmp_p
         extra = ["--seeds", "1", "--override", f"data.data_dir={data}", "--override", "model.width=16",
                  "--override", "trainer.max_epochs=300"]
     else:  # long enough that a batch is still training when the first one has written its records; 2 seeds
-        extra = ["--workers", "2", "--seeds", "2", "--override", "trainer.max_epochs=20000"]
+        extra = ["--workers", "2", "--seeds", "2", "--override", "trainer.max_epochs=4000"]  # a batch: ~7 s
     args = [target, "--profile", "smoke", *extra, "--results", str(tmp_path / "results"), "--work", str(tmp_path / "work")]
     p = start(args, cmd=cmd, cwd=tmp_path)
     work = tmp_path / "work" / target / "smoke"

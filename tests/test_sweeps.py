@@ -292,8 +292,12 @@ def test_a_larger_n_trials_grows_the_study_once_and_a_smaller_one_says_it_remove
     assert first.returncode == 0, first.stderr
     before = {t.number: (t.params, t.values) for t in load(url, "ackley_grid").get_trials()}
     assert len(before) == 2
-    same = sweep(*base, "sweep.n_trials=2", cwd=tmp_path)  # nothing to add: says so, runs nothing
+    same = subprocess.run([sys.executable, "-X", "importtime", "-m", "lightning_grelu.cli.sweep", *base,
+                           "sweep.n_trials=2"], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "WANDB_MODE": "disabled"})  # nothing to add: says so, runs nothing ...
     assert same.returncode == 0 and "nothing is waiting: 2 completed" in same.stdout, same.stdout
+    imported = {ln.split("|")[-1].strip() for ln in same.stderr.splitlines() if ln.startswith("import time:")}
+    assert "optuna" in imported and "torch" not in imported  # ... and imports no torch: a second, not seven
     # two workers grow it to 5 at once: the difference is added exactly once
     workers = [sweep(*base, "sweep.n_trials=5", cwd=tmp_path, wait=False) for _ in range(2)]
     outs = [w.communicate(timeout=600) for w in workers]

@@ -79,7 +79,6 @@ def check_trial_config(spec) -> None:
     categorical parameter) before any trial runs, so that an unknown key, a bad base or a config that cannot
     be built fails now, in one line, before any claim."""
     from lightning_grelu.config_check import check_constructors, composition_error
-    from lightning_grelu.memory import check_devices
     from lightning_grelu.sweeps.run_trial import compose_trial
 
     for sample in spec.samples():
@@ -90,7 +89,10 @@ def check_trial_config(spec) -> None:
                               f"{composition_error(e, [*spec.base, *sample])}") from None
         try:
             validate(cfg)
-            check_devices(cfg.trainer)  # e.g. trial_overrides=['trainer=gpu'] on a CPU node: refused before any claim
+            if str(cfg.trainer.get("accelerator")) in ("gpu", "cuda"):  # torch alone tells; a CPU trial needs no torch
+                from lightning_grelu.memory import check_devices
+
+                check_devices(cfg.trainer)  # e.g. trial_overrides=['trainer=gpu'] on a CPU node: refused before any claim
             check_constructors(cfg, groups=("model", "data"))  # e.g. trial_overrides=['data=fashion_mnist'] under a base
             # that sets data.n (model and data: the groups a base's keys and a trial's choices mix)
         except ConfigError as e:
