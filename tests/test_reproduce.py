@@ -249,7 +249,7 @@ def records(res: Path, target: str) -> int:
 # a jobs target (table2 on the CIFAR-10 fixture: 3 sizes x 2 models) and a width scan (fig2a: 7 widths x 2 models
 # x 2 step-size policies, one seed)
 RERUN = {"table2": (["--seeds", "1", *overrides("trainer.max_epochs=1", "model.width=16")], 6),
-         "fig2a": (["--seeds", "1", *overrides("trainer.max_epochs=2")], 28)}
+         "fig2a": (["--seeds", "1", "--workers", "1", *overrides("trainer.max_epochs=2")], 28)}  # 1: in-process
 
 
 @pytest.mark.slow
