@@ -287,7 +287,7 @@ def check_constructors(cfg: DictConfig, groups=("model", "data", "trainer", "cal
     nodes = [(g, cfg.get(g), given[g]) for g in given if g in groups]
     if "callbacks" in groups:
         nodes += [(f"callbacks.{k}", v, set()) for k, v in (cfg.get("callbacks") or {}).items()]
-    check_callback_entries(cfg)
+        check_callback_entries(cfg)
     for where, node, added in nodes:
         if not isinstance(node, DictConfig) or "_target_" not in node:
             continue

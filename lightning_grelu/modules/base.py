@@ -23,7 +23,6 @@ from lightning_grelu.nets import ntk
 from lightning_grelu.nets.spec import NetSpec, param_dtype
 
 
-
 class RegressionModule(L.LightningModule):
     def __init__(self, d_in: int, d_out: int, width: int, depth: int, lr: float = 1e-3, optimizer: str = "sgd",
                  momentum: float = 0.0, weight_decay: float = 0.0, train_io: bool = False, init_seed: int = 0,

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import math
 
-from lightning_grelu.errors import ConfigError
-
 from lightning_grelu.config_schema import LR_POLICIES as POLICIES
+from lightning_grelu.errors import ConfigError
 
 
 def check_policy(policy: str, scale: float) -> None:
