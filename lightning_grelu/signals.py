@@ -51,3 +51,18 @@ def exit_on_signals(prog: str) -> None:
 
     for s in SIGNALS:
         signal.signal(s, handle)
+
+
+def die_with_parent(signum: int = signal.SIGTERM, parent: int | None = None) -> None:
+    """Linux: this process gets ``signum`` when its parent dies, even by SIGKILL. ``parent``: the pid the parent
+    should have; if it died before this call (this process was re-parented), the signal comes at once."""
+    import os
+
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signum))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if parent is not None and os.getppid() != parent:
+        os.kill(os.getpid(), signum)

@@ -100,5 +100,9 @@ def cfg_for(tmp_path):
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300):
     """Run grelu-train in a subprocess, as a user would."""
     full_env = {**os.environ, "WANDB_MODE": "offline", **(env or {})}
-    return subprocess.run([*cli("grelu-train"), *args], cwd=cwd or REPO, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)
+    try:
+        return subprocess.run([*cli("grelu-train"), *args], cwd=cwd or REPO, env=full_env, capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:  # say what it printed before it hung, not only that it did
+        err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+        pytest.fail(f"grelu-train {' '.join(args)} did not end in {timeout} s; its stderr ended:\n{err[-3000:]}")

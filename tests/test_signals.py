@@ -239,3 +239,46 @@ def test_a_signal_while_a_finished_run_writes_its_records_stops_the_command_befo
     again = subprocess.run([cmd, *args], cwd=tmp_path, capture_output=True, text=True, env=ENV, timeout=600)
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("done before, reused") == 1, again.stdout
+
+
+def ddp_ranks(pid: int) -> list[int]:
+    """The DDP ranks a grelu-train process started (Lightning re-runs its command line, naming the rank)."""
+    kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(k) for k in kids if "train_ddp_process_" in Path(f"/proc/{k}/cmdline").read_text()]
+
+
+def alive(pid: int) -> bool:
+    try:  # a zombie has ended; in a container nothing may reap it
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["starting", "training"])
+def test_a_killed_ddp_rank_0_takes_its_other_rank_with_it(tmp_path, when):
+    """A DDP job on CPU whose rank 0 is SIGKILLed (a crash, the OOM killer) while its other rank starts, or
+    mid-training: that rank must not stay behind, holding the terminal (here the pipe this test reads) open.
+    Killed while the ranks started, it used to wait for its peer up to the process group's timeout (30 min)."""
+    run_dir = tmp_path / "run"
+    rank0 = start([*TINY, "trainer=ddp_cpu", "trainer.max_epochs=100000", "callbacks=default",
+                   f"paths.run_dir={run_dir}"], cwd=tmp_path, start_new_session=True)
+    try:
+        t0, ranks = time.monotonic(), []
+        while not ranks and time.monotonic() - t0 < 240:
+            ranks = ddp_ranks(rank0.pid)
+            time.sleep(0.02)
+        (rank1,) = ranks
+        if when == "training":
+            wait_for(run_dir / "metrics.csv", timeout=240)
+        os.kill(rank0.pid, signal.SIGKILL)
+        rank0.communicate(timeout=120)  # the pipe closes: nothing else holds it
+        t0 = time.monotonic()
+        while alive(rank1) and time.monotonic() - t0 < 60:
+            time.sleep(0.1)
+        assert not alive(rank1)
+    finally:
+        try:
+            os.killpg(rank0.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -9,14 +9,22 @@ runs every job whatever the others did and exits with the code of the first job 
 
 from __future__ import annotations
 
-from lightning_grelu.signals import Interrupted, exit_on_signals
+from lightning_grelu.signals import Interrupted, die_with_parent, exit_on_signals
 
 exit_on_signals("grelu-train")  # first thing: a signal while the command starts is told, not a bare kill
 
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
+
+if os.environ.get("LOCAL_RANK", "0") != "0":
+    # A DDP rank that rank 0 (or a launcher such as torchrun) started: it dies with its parent. Otherwise a rank 0
+    # that crashed or was killed leaves this rank waiting for its peers up to the process group's timeout (30
+    # minutes), holding the terminal or a caller's pipe open; it writes nothing that a kill could leave half done.
+    die_with_parent(signal.SIGKILL, parent=int(os.environ.get("GRELU_TRAIN_PID", 0)) or None)
+os.environ["GRELU_TRAIN_PID"] = str(os.getpid())  # what the ranks Lightning starts from this process check
 
 import hydra
 from omegaconf import DictConfig

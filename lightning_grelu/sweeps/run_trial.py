@@ -10,11 +10,13 @@ not the trial's fault), 128+N stopped by signal N); its last line on stderr is t
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
+from lightning_grelu import signals
 from lightning_grelu.config_check import CONF_DIR
 from lightning_grelu.errors import EXIT_DIVERGED, EXIT_PRUNED, ConfigError, classify, message, trial_exit_code
 from lightning_grelu.signals import Interrupted
@@ -43,15 +45,9 @@ def finished_before(run_dir: Path) -> dict | None:
 
 
 def die_with_parent() -> None:
-    """Linux: this process gets SIGTERM when its worker dies (even by SIGKILL), so it stops at an epoch's
-    end with its checkpoint instead of finishing unseen while the study gives its trial to another worker."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    """This process gets SIGTERM when its worker dies (even by SIGKILL), so it stops at an epoch's end with its
+    checkpoint instead of finishing unseen while the study gives its trial to another worker."""
+    signals.die_with_parent(signal.SIGTERM)
 
 
 def main(argv: list[str] | None = None) -> int:
