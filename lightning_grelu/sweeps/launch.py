@@ -134,10 +134,8 @@ def _child(argv: list[str], env: dict[str, str], err_fd: int, mask, worker: int,
         os.environ.update(env)
         sys.argv = [run_trial.__file__, *argv]
         sys.modules["__main__"].__spec__ = importlib.util.find_spec(MODULE)
-        run_trial.die_with_parent()
         _name("grelu-trial")
-        if os.getppid() != worker:  # the worker died before the child asked to be told: as if it had been told
-            os.kill(os.getpid(), signal.SIGTERM)
+        run_trial.die_with_parent(worker)  # a worker that died before this call: as if it had been told
         code = (main or run_trial.main)(argv)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)

@@ -44,10 +44,10 @@ def finished_before(run_dir: Path) -> dict | None:
     return existing.summary if existing.finished else None
 
 
-def die_with_parent() -> None:
-    """This process gets SIGTERM when its worker dies (even by SIGKILL), so it stops at an epoch's end with its
-    checkpoint instead of finishing unseen while the study gives its trial to another worker."""
-    signals.die_with_parent(signal.SIGTERM)
+def die_with_parent(worker: int | None = None) -> None:
+    """This process gets SIGTERM when its worker (pid ``worker``, if known) dies, even by SIGKILL, so it stops at an
+    epoch's end with its checkpoint instead of finishing unseen while the study gives its trial to another worker."""
+    signals.die_with_parent(signal.SIGTERM, parent=worker)
 
 
 def main(argv: list[str] | None = None) -> int:
